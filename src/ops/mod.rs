@@ -27,6 +27,7 @@ pub mod fused_add_rms_norm;
 pub mod matmul;
 pub mod paged_attention;
 pub mod rms_norm;
+pub mod tolerance;
 
 pub use attention::{AttentionParams, AttentionProblem, attention, attention_into};
 pub use fused_add_rms_norm::{FusedAddRmsNormProblem, fused_add_rms_norm, fused_add_rms_norm_into};
