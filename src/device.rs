@@ -38,13 +38,48 @@ impl DeviceEntry {
 
 /// Every backend family, in the order `best` prefers them (last = fallback).
 fn discover_all() -> Vec<DeviceEntry> {
-    vec![
-        DeviceEntry::unavailable("cuda", "the CUDA backend is not part of this build yet"),
+    let (wgpu_hardware, wgpu_software) = wgpu_entries();
+    let mut entries = vec![
         DeviceEntry::unavailable("rocm", "the ROCm backend is not part of this build yet"),
-        DeviceEntry::unavailable("wgpu", "the WGSL backend is not part of this build yet"),
-        DeviceEntry::unavailable("cpu", "the fast CPU backend is not part of this build yet"),
+        DeviceEntry::available(Arc::new(crate::cpu::CpuBackend::new())),
         DeviceEntry::available(Arc::new(ReferenceBackend::new())),
-    ]
+    ];
+    // CUDA devices first (`best` prefers them), or the family's reason.
+    entries.splice(0..0, cuda_entries());
+    // wgpu: hardware adapters rank before the host backends, software ones
+    // (lavapipe, WARP, SwiftShader) after them, so `best` never prefers an
+    // emulated GPU over `cpu` / `reference`.
+    let host = entries
+        .iter()
+        .position(|entry| entry.name == "cpu" || entry.name == ReferenceBackend::NAME)
+        .unwrap_or(entries.len());
+    entries.splice(host..host, wgpu_hardware);
+    entries.extend(wgpu_software);
+    entries
+}
+
+/// `cuda:N` for every CUDA device, or why the family is unavailable.
+#[cfg(feature = "cuda")]
+fn cuda_entries() -> Vec<DeviceEntry> {
+    crate::cuda::discover()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_entries() -> Vec<DeviceEntry> {
+    vec![DeviceEntry::unavailable("cuda", "built without the `cuda` cargo feature")]
+}
+
+/// The wgpu adapters: (hardware adapters or the family's failure, software
+/// adapters).
+#[cfg(feature = "wgpu")]
+fn wgpu_entries() -> (Vec<DeviceEntry>, Vec<DeviceEntry>) {
+    crate::wgpu::discover()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_entries() -> (Vec<DeviceEntry>, Vec<DeviceEntry>) {
+    let reason = "built without the `wgpu` cargo feature";
+    (vec![DeviceEntry::unavailable("wgpu", reason)], Vec::new())
 }
 
 /// Every device radiant can use here, and every family it cannot, with why.

@@ -38,17 +38,25 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 pub mod backend;
+pub mod bench;
+pub mod case;
+pub mod check;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod ops;
 pub mod quant;
 pub mod tensor;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use backend::{Backend, DeviceInfo};
 pub use device::{DeviceEntry, device, devices};
 pub use dtype::DType;
 pub use error::{Error, Result, Unsupported};
 pub use ops::{OpKind, OpQuery};
+pub use quant::{AwqWeight, Checkpoint, GptqWeight, Nvfp4Weight, QuantConfig};
 pub use tensor::{Buffer, HostTensor, Tensor};

@@ -23,13 +23,19 @@ use crate::error::{Error, Result};
 use crate::tensor::{Tensor, checked_numel};
 
 pub mod attention;
+pub mod awq_matmul;
 pub mod fused_add_rms_norm;
+pub mod gptq_matmul;
 pub mod matmul;
+pub mod nvfp4_matmul;
 pub mod paged_attention;
 pub mod rms_norm;
 pub mod tolerance;
 
 pub use attention::{AttentionParams, AttentionProblem, attention, attention_into};
+pub use awq_matmul::{AwqMatmulProblem, awq_matmul, awq_matmul_into};
+pub use gptq_matmul::{GptqMatmulProblem, gptq_matmul, gptq_matmul_into};
+pub use nvfp4_matmul::{Nvfp4MatmulProblem, nvfp4_matmul, nvfp4_matmul_into};
 pub use fused_add_rms_norm::{FusedAddRmsNormProblem, fused_add_rms_norm, fused_add_rms_norm_into};
 pub use matmul::{BLayout, MatmulParams, MatmulProblem, matmul, matmul_into};
 pub use paged_attention::{PagedAttentionProblem, paged_attention, paged_attention_into};

@@ -7,8 +7,11 @@
 //! design; use the `cpu` backend for speed.
 
 pub mod attention;
+pub mod awq_matmul;
 pub mod fused_add_rms_norm;
+pub mod gptq_matmul;
 pub mod matmul;
+pub mod nvfp4_matmul;
 pub mod paged_attention;
 pub mod rms_norm;
 
@@ -19,6 +22,7 @@ use crate::ops::{
     AttentionProblem, FusedAddRmsNormProblem, MatmulProblem, OpQuery, PagedAttentionProblem,
     RmsNormProblem,
 };
+use crate::ops::{AwqMatmulProblem, GptqMatmulProblem, Nvfp4MatmulProblem};
 use crate::tensor::Buffer;
 
 /// The oracle backend, selected as `reference`.
@@ -132,5 +136,17 @@ impl Backend for ReferenceBackend {
 
     fn paged_attention(&self, problem: &PagedAttentionProblem<'_>) -> Result<()> {
         paged_attention::run(problem)
+    }
+
+    fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()> {
+        gptq_matmul::run(problem)
+    }
+
+    fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()> {
+        awq_matmul::run(problem)
+    }
+
+    fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()> {
+        nvfp4_matmul::run(problem)
     }
 }

@@ -1,0 +1,82 @@
+// rms_norm.wgsl — y = x / sqrt(mean(x²) + eps) · (weight + weight_offset)
+// over the last dim, for f32, f16 and bf16 (DT).
+//
+// Work split: one workgroup of 256 threads per row. Each thread sums the
+// squares of columns lid, lid + 256, ... in f32; a tree reduction in
+// workgroup memory gives the row's sum; then each thread scales and writes
+// its columns. `weight + weight_offset` is formed in f32 and the result is
+// rounded once to DT. Rows are numbered on a 2-D grid (x ≤ 65535), so any
+// row count up to 65535² works.
+//
+// Limits: 256 invocations and 1 KiB of workgroup memory (WebGPU defaults);
+// u32 indices (ops/ caps tensors at 2^31 − 1 elements).
+//
+// @const DT: u32 = 0 | 1 | 2
+
+struct Params {
+    rows: u32,
+    hidden: u32,
+    x_off: u32,
+    w_off: u32,
+    out_off: u32,
+    eps: f32,
+    weight_offset: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<atomic<u32>>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, 256>;
+
+fn ld_x(i: u32) -> f32 {
+    return decode(x[widx(i)], i);
+}
+
+fn ld_w(i: u32) -> f32 {
+    return decode(w[widx(i)], i);
+}
+
+fn st_out(i: u32, v: f32) {
+    if (DT == DT_F32) {
+        atomicStore(&out[i], bitcast<u32>(v));
+        return;
+    }
+    let sh = (i & 1u) << 4u;
+    atomicAnd(&out[i >> 1u], ~(0xffffu << sh));
+    atomicOr(&out[i >> 1u], encode16(v) << sh);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.hidden;
+    var sum = 0.0;
+    for (var c = lid; c < p.hidden; c += WG) {
+        let v = ld_x(p.x_off + base + c);
+        sum += v * v;
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let inv_rms = 1.0 / sqrt(partial[0] / f32(p.hidden) + p.eps);
+    for (var c = lid; c < p.hidden; c += WG) {
+        let v = ld_x(p.x_off + base + c);
+        st_out(p.out_off + base + c, v * inv_rms * (ld_w(p.w_off + c) + p.weight_offset));
+    }
+}

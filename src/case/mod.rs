@@ -1,0 +1,341 @@
+//! Case files: one op invocation in one safetensors file, replayable on any
+//! backend (`radiant replay`) — the black-box contract of DESIGN.md.
+//!
+//! # The format
+//!
+//! * `__metadata__["op"]`: the op name (`matmul`, `rms_norm`,
+//!   `fused_add_rms_norm`, `attention`, `paged_attention`, `gptq_matmul`,
+//!   `awq_matmul`, `nvfp4_matmul`).
+//! * Every scalar parameter is a metadata string in JSON spelling: numbers
+//!   (`0.125`, `1e-6`, `-1`), booleans (`true`), `null`. Names are plain
+//!   text (`kn`; a JSON string `"kn"` is accepted too).
+//!   - matmul: `b_layout` (`kn`: b is `[K,N]`; `nk`: b is `[N,K]`).
+//!   - rms_norm, fused_add_rms_norm: `eps`, `weight_offset`.
+//!   - attention, paged_attention: `causal`, `softmax_scale` (`null` =
+//!     `1/sqrt(D)`), `window_left`, `window_right` (`-1` or `null` =
+//!     unbounded), `softcap` (`0` or `null` = off).
+//!   - A missing parameter takes the op's default (`MatmulParams::default()`,
+//!     `RmsNormParams::default()`, `AttentionParams::default()`). Files
+//!     written by [`Case::save`] always spell out every parameter.
+//! * Tensors: the op's inputs under their documented names
+//!   (matmul `a`, `b`, optional `bias`; rms_norm `x`, `weight`;
+//!   fused_add_rms_norm `x`, `residual`, `weight`; attention `q`, `k`, `v`,
+//!   `cu_seqlens_q`, `cu_seqlens_k`; paged_attention `q`, `k_cache`,
+//!   `v_cache`, `block_tables`, `context_lens`), plus optional expected
+//!   outputs: `expected` (the op's output, in the activation dtype),
+//!   `expected_residual` (fused_add_rms_norm's updated residual) and
+//!   `expected_lse` (attention's f32 `[Hq, total_q]` log-sum-exp).
+//! * The activation dtype is the dtype of `a` / `x` / `q`.
+//!
+//! Tolerated and kept: extra metadata keys (`source`, `description`, ...)
+//! and `expected_*` tensors radiant does not know (an unknown `expected_*`
+//! whose dtype radiant has no type for is dropped). Rejected with
+//! [`Error::Format`]: unreadable safetensors, a missing or unknown `op`, a
+//! malformed parameter, an unknown input tensor (usually a misspelling), a
+//! missing required input, any dtype or shape the op's validation refuses,
+//! and a known `expected*` whose dtype or shape differs from the output.
+//!
+//! The quantized ops load with their metadata kept raw and their tensors
+//! unchecked; [`run`] reports them as unsupported until their case format
+//! lands (see `CaseParams::GptqMatmul`).
+
+mod format;
+mod problem;
+mod run;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops::{AttentionParams, MatmulParams, OpKind, RmsNormParams};
+use crate::tensor::HostTensor;
+
+pub use run::{Against, CaseReport, OutputReport, Verdict, run};
+
+/// Raw metadata (`key -> JSON-spelled value`) of an op whose case format is
+/// not typed yet.
+pub type RawParams = BTreeMap<String, String>;
+
+/// The op of a case and its typed scalar parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseParams {
+    Matmul(MatmulParams),
+    RmsNorm(RmsNormParams),
+    FusedAddRmsNorm(RmsNormParams),
+    Attention(AttentionParams),
+    PagedAttention(AttentionParams),
+    // The quantized ops: placeholders holding the raw metadata until their
+    // params types exist. Replace `RawParams` with the typed params and add
+    // the arms in `format.rs`, `problem.rs` and `run.rs`.
+    GptqMatmul(RawParams),
+    AwqMatmul(RawParams),
+    Nvfp4Matmul(RawParams),
+}
+
+impl CaseParams {
+    pub fn op(&self) -> OpKind {
+        match self {
+            CaseParams::Matmul(_) => OpKind::Matmul,
+            CaseParams::RmsNorm(_) => OpKind::RmsNorm,
+            CaseParams::FusedAddRmsNorm(_) => OpKind::FusedAddRmsNorm,
+            CaseParams::Attention(_) => OpKind::Attention,
+            CaseParams::PagedAttention(_) => OpKind::PagedAttention,
+            CaseParams::GptqMatmul(_) => OpKind::GptqMatmul,
+            CaseParams::AwqMatmul(_) => OpKind::AwqMatmul,
+            CaseParams::Nvfp4Matmul(_) => OpKind::Nvfp4Matmul,
+        }
+    }
+}
+
+/// One op invocation: typed params, named host inputs, optional expected
+/// outputs. Always valid: every constructor runs the op's validation, so a
+/// `Case` that exists can be run (its fields are private for that reason).
+#[derive(Debug, Clone)]
+pub struct Case {
+    name: String,
+    params: CaseParams,
+    inputs: BTreeMap<String, HostTensor>,
+    expected: BTreeMap<String, HostTensor>,
+    /// Metadata keys that are not parameters, kept for `save`.
+    extra_metadata: BTreeMap<String, String>,
+    /// What validation derived: the query, a shapes summary, output specs.
+    checked: problem::Checked,
+}
+
+impl Case {
+    /// Builds and validates a case. `name` is used in error messages and
+    /// reports (a file name, or a short label). Input names must be the
+    /// op's documented names; expected outputs are added with
+    /// [`Case::with_expected`].
+    pub fn new<S: Into<String>>(
+        name: impl Into<String>,
+        params: CaseParams,
+        inputs: impl IntoIterator<Item = (S, HostTensor)>,
+    ) -> Result<Case> {
+        Self::assemble(
+            name.into(),
+            params,
+            inputs.into_iter().map(|(n, t)| (n.into(), t)).collect(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        )
+    }
+
+    /// A matmul case (`a`, `b`, optional `bias`).
+    pub fn matmul(
+        a: HostTensor,
+        b: HostTensor,
+        bias: Option<HostTensor>,
+        params: MatmulParams,
+    ) -> Result<Case> {
+        let mut inputs = vec![("a", a), ("b", b)];
+        inputs.extend(bias.map(|bias| ("bias", bias)));
+        Self::new("matmul", CaseParams::Matmul(params), inputs)
+    }
+
+    /// An rms_norm case.
+    pub fn rms_norm(x: HostTensor, weight: HostTensor, params: RmsNormParams) -> Result<Case> {
+        let inputs = [("x", x), ("weight", weight)];
+        Self::new("rms_norm", CaseParams::RmsNorm(params), inputs)
+    }
+
+    /// A fused_add_rms_norm case (`residual` is the value before the update).
+    pub fn fused_add_rms_norm(
+        x: HostTensor,
+        residual: HostTensor,
+        weight: HostTensor,
+        params: RmsNormParams,
+    ) -> Result<Case> {
+        let inputs = [("x", x), ("residual", residual), ("weight", weight)];
+        Self::new(
+            "fused_add_rms_norm",
+            CaseParams::FusedAddRmsNorm(params),
+            inputs,
+        )
+    }
+
+    /// A varlen attention case.
+    pub fn attention(
+        q: HostTensor,
+        k: HostTensor,
+        v: HostTensor,
+        cu_seqlens_q: HostTensor,
+        cu_seqlens_k: HostTensor,
+        params: AttentionParams,
+    ) -> Result<Case> {
+        let inputs = [
+            ("q", q),
+            ("k", k),
+            ("v", v),
+            ("cu_seqlens_q", cu_seqlens_q),
+            ("cu_seqlens_k", cu_seqlens_k),
+        ];
+        Self::new("attention", CaseParams::Attention(params), inputs)
+    }
+
+    /// A paged decode attention case.
+    pub fn paged_attention(
+        q: HostTensor,
+        k_cache: HostTensor,
+        v_cache: HostTensor,
+        block_tables: HostTensor,
+        context_lens: HostTensor,
+        params: AttentionParams,
+    ) -> Result<Case> {
+        let inputs = [
+            ("q", q),
+            ("k_cache", k_cache),
+            ("v_cache", v_cache),
+            ("block_tables", block_tables),
+            ("context_lens", context_lens),
+        ];
+        Self::new(
+            "paged_attention",
+            CaseParams::PagedAttention(params),
+            inputs,
+        )
+    }
+
+    /// Renames the case (the name shown in reports and errors).
+    pub fn named(mut self, name: impl Into<String>) -> Case {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds (or replaces) an expected output. `name` must be `expected` or
+    /// start with `expected_`; the known ones must match the output's dtype
+    /// and shape.
+    pub fn with_expected(self, name: &str, tensor: HostTensor) -> Result<Case> {
+        let mut expected = self.expected;
+        expected.insert(name.to_string(), tensor);
+        Self::assemble(
+            self.name,
+            self.params,
+            self.inputs,
+            expected,
+            self.extra_metadata,
+        )
+    }
+
+    /// Adds a free-form metadata entry (`source`, `description`, ...).
+    /// `op` and the op's parameter names are refused: they come from the
+    /// params.
+    pub fn with_metadata(mut self, key: &str, value: &str) -> Result<Case> {
+        if format::is_reserved_key(&self.params, key) {
+            return Err(Error::format(
+                &self.name,
+                format!("metadata key `{key}` is set by the op's params"),
+            ));
+        }
+        self.extra_metadata
+            .insert(key.to_string(), value.to_string());
+        Ok(self)
+    }
+
+    /// Reads a case file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Case> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses a case from safetensors bytes; `name` labels errors.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Case> {
+        let parsed = format::parse(bytes, name)?;
+        Self::assemble(
+            name.to_string(),
+            parsed.params,
+            parsed.inputs,
+            parsed.expected,
+            parsed.extra_metadata,
+        )
+    }
+
+    /// The case as safetensors bytes (every parameter spelled out).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        format::write(self)
+    }
+
+    /// Writes the case file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()?).map_err(|e| Error::io(path.display().to_string(), e))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn op(&self) -> OpKind {
+        self.params.op()
+    }
+    pub fn params(&self) -> &CaseParams {
+        &self.params
+    }
+    /// The activation dtype (of `a` / `x` / `q`), which is the output dtype.
+    pub fn dtype(&self) -> DType {
+        self.checked.query.dtype
+    }
+    /// A short description of the problem's dimensions and flags.
+    pub fn summary(&self) -> &str {
+        &self.checked.summary
+    }
+    pub fn input(&self, name: &str) -> Option<&HostTensor> {
+        self.inputs.get(name)
+    }
+    pub fn inputs(&self) -> &BTreeMap<String, HostTensor> {
+        &self.inputs
+    }
+    /// `expected`, `expected_residual`, `expected_lse`, or a tolerated extra.
+    pub fn expected(&self, name: &str) -> Option<&HostTensor> {
+        self.expected.get(name)
+    }
+    pub fn expected_outputs(&self) -> &BTreeMap<String, HostTensor> {
+        &self.expected
+    }
+    /// Free-form metadata (everything but `op` and the parameters).
+    pub fn extra_metadata(&self) -> &BTreeMap<String, String> {
+        &self.extra_metadata
+    }
+
+    /// The reference backend's f64 evaluation of every output the op has
+    /// (`out`, and `residual` / `lse` where the op has them), unrounded.
+    pub fn reference_outputs(&self) -> Result<Vec<(&'static str, Vec<f64>)>> {
+        problem::reference(self)
+    }
+
+    /// The shape and dtype of output `name` (`out`, `residual`, `lse`).
+    pub fn output_spec(&self, name: &str) -> Option<(DType, &[usize])> {
+        self.checked
+            .outputs
+            .iter()
+            .find(|spec| spec.name == name)
+            .map(|spec| (spec.dtype, spec.shape.as_slice()))
+    }
+
+    fn assemble(
+        name: String,
+        params: CaseParams,
+        inputs: BTreeMap<String, HostTensor>,
+        expected: BTreeMap<String, HostTensor>,
+        extra_metadata: BTreeMap<String, String>,
+    ) -> Result<Case> {
+        for key in expected.keys() {
+            if !format::is_expected_name(key) {
+                return Err(Error::format(
+                    &name,
+                    format!("`{key}` is not an expected-output name (expected or expected_*)"),
+                ));
+            }
+        }
+        let checked = problem::check(&name, &params, &inputs, &expected)?;
+        Ok(Case {
+            name,
+            params,
+            inputs,
+            expected,
+            extra_metadata,
+            checked,
+        })
+    }
+}

@@ -1,0 +1,329 @@
+//! x86-64 levels: AVX2 + FMA + F16C (8 lanes) and AVX-512F (16 lanes).
+//!
+//! Tile shapes. AVX2 has 16 ymm registers: the GEMM tile is 6×16 (12
+//! accumulators, 2 B vectors, 1 broadcast), the dot tile 4×3 (12
+//! accumulators, 3 W vectors, 1 x vector). AVX-512 has 32 zmm registers:
+//! GEMM 8×32 (16 accumulators; on Zen 4 a zmm FMA issues as two 256-bit
+//! halves, so the extra registers matter more than the width), dot 4×4.
+//! The matrix-vector dot uses 8 W rows (8 independent FMA chains cover the
+//! FMA latency × 2 ports).
+//!
+//! bf16 has no conversion instruction in AVX2/AVX-512F: loads shift the 16
+//! bits into the high half of an f32; stores round to nearest even in
+//! integer lanes (`bits + 0x7fff + lsb`), keeping NaNs quiet, exactly like
+//! `half::bf16::from_f32`.
+
+use std::arch::x86_64::*;
+
+use super::Simd;
+
+/// AVX2 + FMA + F16C present.
+pub(super) fn avx2_detected() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// AVX-512F present, on top of AVX2 + FMA + F16C.
+pub(super) fn avx512_detected() -> bool {
+    avx2_detected() && is_x86_feature_detected!("avx512f")
+}
+
+/// Token: AVX2, FMA and F16C are available.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+/// Token: AVX-512F (and AVX2, FMA, F16C) are available.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(());
+
+// In every method below the token's existence proves the instruction set
+// is present (it is only created by `new_unchecked`, whose contract is
+// detection), which is the one precondition of the arithmetic intrinsics.
+
+impl Simd for Avx2 {
+    const LANES: usize = 8;
+    type V = __m256;
+
+    #[inline(always)]
+    unsafe fn new_unchecked() -> Self {
+        Avx2(())
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA is present (token).
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn round(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn pow2i(self, n: __m256) -> __m256 {
+        // SAFETY: AVX2 is present (token).
+        unsafe {
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    fn select_lt(self, a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
+    }
+    #[inline(always)]
+    fn reduce_sum(self, v: __m256) -> f32 {
+        // SAFETY: AVX is present (token).
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+        }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: __m256) -> f32 {
+        // SAFETY: AVX is present (token).
+        unsafe {
+            let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_max_ss(s, _mm_shuffle_ps::<1>(s, s)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m256 {
+        // SAFETY: AVX present (token); 8 readable floats (caller).
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: __m256) {
+        // SAFETY: AVX present (token); 8 writable floats (caller).
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m256 {
+        // SAFETY: F16C present (token); 8 readable u16 (caller).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: __m256) {
+        // SAFETY: F16C present (token); 8 writable u16 (caller).
+        unsafe { _mm_storeu_si128(p.cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m256 {
+        // SAFETY: AVX2 present (token); 8 readable u16 (caller).
+        unsafe {
+            let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: __m256) {
+        // SAFETY: AVX2 present (token); 8 writable u16 (caller).
+        unsafe {
+            let bits = _mm256_castps_si256(v);
+            let high = _mm256_srli_epi32::<16>(bits);
+            let lsb = _mm256_and_si256(high, _mm256_set1_epi32(1));
+            let biased = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+            let rounded = _mm256_srli_epi32::<16>(biased);
+            let quiet = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let r = _mm256_blendv_epi8(rounded, quiet, nan);
+            // Values fit in 16 bits, so the saturating pack is exact; it
+            // works per 128-bit half, so gather qwords 0 and 2.
+            let packed = _mm256_permute4x64_epi64::<0b00_00_10_00>(_mm256_packus_epi32(r, r));
+            _mm_storeu_si128(p.cast(), _mm256_castsi256_si128(packed));
+        }
+    }
+}
+
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    type V = __m512;
+
+    #[inline(always)]
+    unsafe fn new_unchecked() -> Self {
+        Avx512(())
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn round(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn pow2i(self, n: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe {
+            let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    fn select_lt(self, a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b), y, x) }
+    }
+    #[inline(always)]
+    fn reduce_sum(self, v: __m512) -> f32 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: __m512) -> f32 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_reduce_max_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m512 {
+        // SAFETY: AVX-512F present (token); 16 readable floats (caller).
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: __m512) {
+        // SAFETY: AVX-512F present (token); 16 writable floats (caller).
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m512 {
+        // SAFETY: AVX-512F present (token); 16 readable u16 (caller).
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: __m512) {
+        // SAFETY: AVX-512F present (token); 16 writable u16 (caller).
+        unsafe {
+            _mm256_storeu_si256(p.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m512 {
+        // SAFETY: AVX-512F present (token); 16 readable u16 (caller).
+        unsafe {
+            let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
+        // SAFETY: AVX-512F present (token); 16 writable u16 (caller).
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let high = _mm512_srli_epi32::<16>(bits);
+            let lsb = _mm512_and_si512(high, _mm512_set1_epi32(1));
+            let biased = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+            let rounded = _mm512_srli_epi32::<16>(biased);
+            let quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let r = _mm512_mask_blend_epi32(nan, rounded, quiet);
+            _mm256_storeu_si256(p.cast(), _mm512_cvtepi32_epi16(r));
+        }
+    }
+}
+
+mod avx2 {
+    crate::cpu::simd::isa_table! {
+        token: super::Avx2,
+        level: crate::cpu::simd::Level::Avx2,
+        gemm: (6, 2),
+        dot: (4, 3),
+        gemv: 8,
+        #[target_feature(enable = "avx2,fma,f16c")]
+    }
+}
+
+mod avx512 {
+    crate::cpu::simd::isa_table! {
+        token: super::Avx512,
+        level: crate::cpu::simd::Level::Avx512,
+        gemm: (8, 2),
+        dot: (4, 4),
+        gemv: 8,
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    }
+}
+
+/// The AVX2 table. Call only when [`avx2_detected`].
+pub(super) fn avx2_table() -> super::Kernels {
+    avx2::table()
+}
+
+/// The AVX-512 table. Call only when [`avx512_detected`].
+pub(super) fn avx512_table() -> super::Kernels {
+    avx512::table()
+}
