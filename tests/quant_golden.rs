@@ -4,17 +4,19 @@
 //!
 //! For every case: the weight is rebuilt from the checkpoint tensors through
 //! the validated loader (in-memory bytes, empty prefix); its dequantization
-//! must equal the package's `expected_weight` BIT FOR BIT; and the reference
-//! op's output must be within the op's tolerance of `expected`.
+//! must equal the package's `expected_weight` (in the package's own dtype,
+//! `expected_weight_dtype`) BIT FOR BIT, and, where the case stores it, the
+//! package's f32 dequantization `expected_weight_f32` bit for bit too (±0
+//! equal in both: ModelOpt decodes E2M1 code 8 as +0); and the reference
+//! op's output must be within `tolerance(op, x's dtype)` of `expected`.
 //!
-//! `expected` was computed by the generator with the PACKAGE's weight dtype
-//! (`expected_weight_dtype`: the scales' dtype for GPTQ / AWQ, the
-//! decompressor's dtype for NVFP4), while radiant's contract rounds W to x's
-//! dtype. Where the two dtypes differ, `expected` carries the coarser of the
-//! two weight roundings, so the output is compared at the tolerance of the
-//! coarser dtype (e.g. f32 x with f16 package weights: the f16 tolerance).
-//! The dense check against `expected_weight` at x's own tolerance is done
-//! too, and is exact in spirit: it uses the package weight itself.
+//! `expected` follows the op contract: the package's f32 weight rounded once
+//! to x's dtype, x · Wᵀ (+ bias, stored in x's dtype) in f64, rounded once to
+//! x's dtype. Every case whose x dtype differs from the package's weight
+//! dtype stores `expected_weight_f32`, the weight `expected` was built from.
+//! A dense matmul with that contract weight (the package's, not radiant's) is
+//! checked against `expected` at the same tolerance, to tell a wrong product
+//! from a wrong weight.
 
 use std::path::{Path, PathBuf};
 
@@ -113,15 +115,26 @@ fn load(ckpt: &Checkpoint, op: OpKind) -> (Loaded, Option<HostTensor>) {
     }
 }
 
-/// Bit-level comparison of two same-dtype tensors: (differing values,
-/// differing only in the sign of a zero).
-fn bit_diff(got: &HostTensor, want: &HostTensor) -> (usize, usize) {
+/// Bit-level comparison of two same-dtype tensors.
+struct BitDiff {
+    /// Elements whose bits differ, other than zeros of opposite sign.
+    values: usize,
+    /// Elements that differ only in the sign of a zero.
+    zero_signs: usize,
+    /// The first value difference: (flat index, got, want).
+    first: Option<(usize, f64, f64)>,
+}
+
+fn bit_diff(got: &HostTensor, want: &HostTensor) -> BitDiff {
     assert_eq!(got.dtype(), want.dtype());
     assert_eq!(got.shape(), want.shape());
     let size = got.dtype().size_in_bytes();
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
-    let mut values = 0;
-    let mut zero_signs = 0;
+    let mut d = BitDiff {
+        values: 0,
+        zero_signs: 0,
+        first: None,
+    };
     for (i, (a, b)) in got
         .bytes()
         .chunks(size)
@@ -130,22 +143,45 @@ fn bit_diff(got: &HostTensor, want: &HostTensor) -> (usize, usize) {
     {
         if a != b {
             if g[i] == 0.0 && w[i] == 0.0 {
-                zero_signs += 1;
+                d.zero_signs += 1;
             } else {
-                values += 1;
+                d.values += 1;
+                d.first.get_or_insert((i, g[i], w[i]));
             }
         }
     }
-    (values, zero_signs)
+    d
 }
 
-/// The coarser (larger unit round-off) of two float dtypes.
-fn coarser(a: DType, b: DType) -> DType {
-    if a.unit_roundoff() >= b.unit_roundoff() {
-        a
+/// Checks radiant's dequantization in `want`'s dtype against the package's
+/// bit for bit (±0 equal); a one-line summary, and a failure if any value
+/// differs.
+fn check_dequant(
+    name: &str,
+    what: &str,
+    got: &HostTensor,
+    want: &HostTensor,
+    failures: &mut Vec<String>,
+) -> String {
+    let d = bit_diff(got, want);
+    let zeros = if d.zero_signs > 0 {
+        format!(" ({} zeros differ only in sign)", d.zero_signs)
     } else {
-        b
+        String::new()
+    };
+    if d.values == 0 {
+        return format!("{what} bit-exact{zeros}");
     }
+    let k = want.shape()[1];
+    let (i, g, w) = d.first.unwrap();
+    failures.push(format!(
+        "{name}: {what}: {} of {} values differ; first at [n={}, k={}]: radiant {g:e}, package {w:e}{zeros}",
+        d.values,
+        want.numel(),
+        i / k,
+        i % k
+    ));
+    format!("{what} {} values differ{zeros}", d.values)
 }
 
 #[test]
@@ -161,60 +197,106 @@ fn golden_quant_cases() {
         ops_seen.insert(op);
         let (weight, bias) = load(&ckpt, op);
 
-        // 1. Dequantization, bit for bit.
+        // 1. Dequantization, bit for bit: in the package's dtype, and in f32
+        //    where the case stores the package's f32 weight.
         let expected_weight = ckpt.tensor("expected_weight").unwrap();
         let wdtype: DType = meta(&ckpt, "expected_weight_dtype").parse().unwrap();
         assert_eq!(expected_weight.dtype(), wdtype, "{name}: metadata dtype");
-        let (values, zero_signs) = bit_diff(&weight.dequantize(wdtype), &expected_weight);
-        let deq = if values == 0 && zero_signs == 0 {
-            "bit-exact".to_string()
-        } else {
-            failures.push(format!(
-                "{name}: dequantized weight: {values} values and {zero_signs} zero signs differ"
-            ));
-            format!("{values} values / {zero_signs} zero signs differ")
-        };
+        let mut deq = check_dequant(
+            &name,
+            &format!("dequant {wdtype}"),
+            &weight.dequantize(wdtype),
+            &expected_weight,
+            &mut failures,
+        );
+        let expected_weight_f32 = ckpt
+            .contains("expected_weight_f32")
+            .then(|| ckpt.tensor("expected_weight_f32").unwrap());
+        if let Some(w32) = &expected_weight_f32 {
+            assert_eq!(w32.dtype(), DType::F32, "{name}: expected_weight_f32 dtype");
+            assert_eq!(
+                w32.shape(),
+                expected_weight.shape(),
+                "{name}: expected_weight_f32 shape"
+            );
+            deq += "; ";
+            deq += &check_dequant(
+                &name,
+                "dequant f32",
+                &weight.dequantize(DType::F32),
+                w32,
+                &mut failures,
+            );
+        }
 
         // compressed-tensors divides by its global scale; record how many
         // weights multiplying by the f32 reciprocal would have got wrong.
-        if let Loaded::Nvfp4(w) = &weight {
-            if let radiant::quant::GlobalScale::Divisor(d) = w.global_scale() {
-                let recip = radiant::quant::Nvfp4Weight::new(radiant::quant::Nvfp4Tensors {
-                    weight_packed: w.weight_packed().clone(),
-                    weight_scale: w.weight_scale().clone(),
-                    global_scale: radiant::quant::GlobalScale::Multiplier(1.0 / d),
-                })
-                .unwrap();
-                let (a, b) = (recip.dequantize(wdtype).unwrap(), &expected_weight);
-                let wrong = a
+        if let Loaded::Nvfp4(w) = &weight
+            && let radiant::quant::GlobalScale::Divisor(d) = w.global_scale()
+        {
+            let recip = radiant::quant::Nvfp4Weight::new(radiant::quant::Nvfp4Tensors {
+                weight_packed: w.weight_packed().clone(),
+                weight_scale: w.weight_scale().clone(),
+                global_scale: radiant::quant::GlobalScale::Multiplier(1.0 / d),
+            })
+            .unwrap();
+            let mut wanted = vec![&expected_weight];
+            wanted.extend(expected_weight_f32.as_ref());
+            for want in wanted {
+                let wrong = recip
+                    .dequantize(want.dtype())
+                    .unwrap()
                     .to_f64_vec()
                     .iter()
-                    .zip(b.to_f64_vec())
+                    .zip(want.to_f64_vec())
                     .filter(|(x, y)| **x != *y)
                     .count();
-                println!("{name}: scale·(1/d) instead of scale/d would change {wrong} weights");
+                println!(
+                    "{name}: scale·(1/d) instead of scale/d would change {wrong} of {} {} weights",
+                    want.numel(),
+                    want.dtype()
+                );
             }
         }
 
-        // 2. The reference op against `expected`.
+        // 2. The reference op against `expected`, at x's own tolerance.
         let x = ckpt.tensor("x").unwrap();
         let xdtype = x.dtype();
         let xd = dev.upload_tensor(&x).unwrap();
-        let bias_d = bias.map(|b| dev.upload_tensor(&b.to_dtype(xdtype).unwrap()).unwrap());
-        let y = dev.download_tensor(&weight.run(dev, &xd, bias_d.as_ref())).unwrap();
+        if let Some(b) = &bias {
+            assert_eq!(
+                b.dtype(),
+                xdtype,
+                "{name}: the golden bias is stored in x's dtype"
+            );
+        }
+        let bias_d = bias.map(|b| dev.upload_tensor(&b).unwrap());
+        let y = dev
+            .download_tensor(&weight.run(dev, &xd, bias_d.as_ref()))
+            .unwrap();
         let expected = ckpt.tensor("expected").unwrap();
         assert_eq!(y.shape(), expected.shape(), "{name}: output shape");
-        let tol_dtype = coarser(xdtype, wdtype);
-        let cmp = compare(&y.to_f64_vec(), &expected.to_f64_vec(), tolerance(op, tol_dtype));
+        assert_eq!(expected.dtype(), xdtype, "{name}: expected dtype");
+        let tol = tolerance(op, xdtype);
+        let cmp = compare(&y.to_f64_vec(), &expected.to_f64_vec(), tol);
         if !cmp.passed {
             failures.push(format!("{name}: op output vs expected: {cmp:?}"));
         }
 
-        // 3. The same x against the package's own weight through dense matmul,
-        //    at x's own tolerance: isolates the product from the weight rounding.
-        let w_in_x = expected_weight.to_dtype(xdtype).unwrap();
-        let exact = w_in_x.to_f64_vec() == expected_weight.to_f64_vec();
-        let w_pkg = dev.upload_tensor(&w_in_x).unwrap();
+        // 3. Dense matmul with the package's contract weight (its f32 weight
+        //    rounded once to x's dtype) against `expected`, same tolerance:
+        //    isolates the product from radiant's dequantization.
+        let w_contract = match &expected_weight_f32 {
+            Some(w32) => w32.to_dtype(xdtype).unwrap(),
+            None => {
+                assert_eq!(
+                    wdtype, xdtype,
+                    "{name}: x's dtype differs from the package's weight dtype but the case has no expected_weight_f32"
+                );
+                expected_weight.clone()
+            }
+        };
+        let w_pkg = dev.upload_tensor(&w_contract).unwrap();
         let dense = ops::matmul(
             dev,
             &xd,
@@ -226,20 +308,18 @@ fn golden_quant_cases() {
         )
         .unwrap();
         let dense = dev.download_tensor(&dense).unwrap();
-        let dense_cmp = if exact {
-            let c = compare(&dense.to_f64_vec(), &expected.to_f64_vec(), tolerance(op, xdtype));
-            if !c.passed {
-                failures.push(format!("{name}: dense matmul vs expected: {c:?}"));
-            }
-            format!("dense rel {:.2e}", c.rel_l2)
-        } else {
-            "dense n/a (package weight not representable in x's dtype)".into()
-        };
+        let dense_cmp = compare(&dense.to_f64_vec(), &expected.to_f64_vec(), tol);
+        if !dense_cmp.passed {
+            failures.push(format!("{name}: dense matmul vs expected: {dense_cmp:?}"));
+        }
         println!(
-            "{name:50} {op:13} x {xdtype:4} w {wdtype:4}: dequant {deq}; op rel {:.2e} max {:.2e} (tol {tol_dtype}) {}; {dense_cmp}",
+            "{name:50} {op:13} x {xdtype:4} w {wdtype:4}: {deq}; op rel {:.2e} max {:.2e} (tol {} / {}) {}; dense rel {:.2e}",
             cmp.rel_l2,
             cmp.max_abs,
-            if cmp.passed { "ok" } else { "FAIL" }
+            tol.rel_l2,
+            tol.max_abs,
+            if cmp.passed { "ok" } else { "FAIL" },
+            dense_cmp.rel_l2,
         );
     }
     for op in [OpKind::GptqMatmul, OpKind::AwqMatmul, OpKind::Nvfp4Matmul] {
@@ -249,5 +329,9 @@ fn golden_quant_cases() {
             golden_dir().display()
         );
     }
-    assert!(failures.is_empty(), "golden failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden failures:\n{}",
+        failures.join("\n")
+    );
 }

@@ -11,11 +11,18 @@ produced by the real quantization packages on CPU:
          compressed-tensors (NVFP4PackedCompressor.compress / decompress with the
          NVFP4A16 preset, weight_global_scale).
 
-Each case stores the checkpoint tensors (no layer prefix), `expected_weight` (the
-package's own dequantized weight, [N, K], in the dtype the package produced) and
-`expected` = x . expected_weight^T (+ bias) in float64, rounded once to x's dtype.
-Every package's dequantized weight is also checked against an independent decoder
-written from QUANT_FORMATS.md; mismatches are reported (not fatal).
+Each case stores the checkpoint tensors (no layer prefix; `bias` in x's dtype),
+`expected_weight` (the package's own dequantized weight, [N, K], in the dtype the
+package produced), in some cases `expected_weight_f32` (the package's own f32
+dequantization, [N, K]; see F32_CASES) and `expected`, per radiant's op contract:
+W = the package's f32 dequantization rounded once to x's dtype, then
+x . W^T (+ bias) in float64, rounded once to x's dtype.
+
+Every package's f32 dequantization is obtained the package's own way (its
+dequantization run with float32 scales / a float32 target dtype) and checked:
+rounded to the package's native dtype it must equal the package's native
+dequantization bit for bit (fatal if not), and it is compared with an independent
+decoder written from QUANT_FORMATS.md (mismatches reported, not fatal).
 
 Usage:  python scripts/golden/make_quant_cases.py [OUT_DIR]   (default tests/golden/quant)
 """
@@ -81,7 +88,7 @@ def u32(t):
     return t.numpy().astype(np.int64) & 0xFFFFFFFF
 
 
-def ref_gptq(qweight, qzeros, scales, g_idx, bits, fmt):
+def ref_gptq(qweight, qzeros, scales, g_idx, bits, fmt, out_dtype=None):
     pf, mask = 32 // bits, (1 << bits) - 1
     qw = u32(qweight)
     K, N = qw.shape[0] * pf, qw.shape[1]
@@ -94,10 +101,10 @@ def ref_gptq(qweight, qzeros, scales, g_idx, bits, fmt):
     z = (qz[:, n // pf] >> (bits * (n % pf))[None, :]) & mask  # [G, N]
     g = g_idx.numpy().astype(np.int64)
     w32 = scales.float().numpy()[g] * (q - z[g]).astype(np.float32)  # exact in f32
-    return round_once(torch.from_numpy(w32.T.astype(np.float64)), scales.dtype)
+    return round_once(torch.from_numpy(w32.T.astype(np.float64)), out_dtype or scales.dtype)
 
 
-def ref_awq(qweight, qzeros, scales, group_size):
+def ref_awq(qweight, qzeros, scales, group_size, out_dtype=None):
     rev = np.array([0, 4, 1, 5, 2, 6, 3, 7])
     qw, qz = u32(qweight), u32(qzeros)
     K, N = qw.shape[0], qw.shape[1] * 8
@@ -106,20 +113,24 @@ def ref_awq(qweight, qzeros, scales, group_size):
     z = (qz[:, n // 8] >> (4 * rev[n % 8])[None, :]) & 0xF  # [G, N]
     g = np.arange(K) // group_size
     w32 = scales.float().numpy()[g] * (q - z[g]).astype(np.float32)
-    return round_once(torch.from_numpy(w32.T.astype(np.float64)), scales.dtype)
+    return round_once(torch.from_numpy(w32.T.astype(np.float64)), out_dtype or scales.dtype)
 
 
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
 
 
-def ref_nvfp4(packed, scale_e4m3, g32, out_dtype):
-    """W = e2m1(code) * (f32(scale) * g), all in f32, then one cast."""
+def ref_nvfp4(packed, scale_e4m3, g32, out_dtype, divisor=None):
+    """W = e2m1(code) * (f32(scale) * g), all in f32, then one cast.  With
+    `divisor` d the block multiplier is f32(scale) / d instead."""
     p = packed.numpy()
     codes = np.empty((p.shape[0], p.shape[1] * 2), np.int64)
     codes[:, 0::2] = p & 0xF
     codes[:, 1::2] = p >> 4
     s = scale_e4m3.float().numpy()  # e4m3 -> f32 is exact
-    mult = (s * np.float32(g32)).astype(np.float32)  # block multiplier first
+    if divisor is not None:
+        mult = (s / np.float32(divisor)).astype(np.float32)  # block multiplier first
+    else:
+        mult = (s * np.float32(g32)).astype(np.float32)  # block multiplier first
     w32 = E2M1[codes] * np.repeat(mult, 16, axis=1)
     return torch.from_numpy(w32).to(out_dtype)  # single f32 -> out rounding
 
@@ -146,6 +157,28 @@ def check_weight(name, what, got, ref):
     return value
 
 
+def check_f32(name, w_native, w32):
+    """The package's f32 dequantization, rounded once to the package's native
+    dtype, must be the package's native dequantization (the product is formed
+    in f32 and cast once): fatal otherwise, since `expected` is built from it."""
+    assert w32.dtype == torch.float32 and w32.shape == w_native.shape, (name, w32.dtype, w32.shape)
+    r = w32.to(w_native.dtype)  # f32 -> f16/bf16: one round-to-nearest-even
+    it = torch.int16 if r.element_size() == 2 else torch.int32
+    differ = (r.view(it) != w_native.view(it)) & ~((r == 0) & (w_native == 0))
+    assert not differ.any(), f"{name}: package f32 dequant rounded to {w_native.dtype} != package dequant " \
+        f"in {int(differ.sum())} values"
+    print(f"  {name}: package f32 dequant rounded to {DT_NAME[w_native.dtype]} = package dequant, bit for bit")
+
+
+# Cases that store `expected_weight_f32`, besides every case whose x dtype differs
+# from the package's weight dtype (there `expected` is built from it): one case
+# for each producer not otherwise covered, so that every producer's f32
+# dequantization is checked in Rust.  Storing it in every case would more than
+# double the directory (4 bytes per weight), past the ~1.5 MB budget; the script
+# itself checks the f32 dequantization of every case.
+F32_CASES = {"awq_g64_gptqmodel_f16", "nvfp4_modelopt_f16"}
+
+
 # --------------------------------------------------------------------------- shared bits
 
 def make_layer(seed, N, K, bias, dtype=torch.float16, pos_rows=()):
@@ -166,11 +199,31 @@ def make_x(g, M, K, dtype):
     return torch.randn(M, K, generator=g).to(dtype)
 
 
-def expected_out(x, w_nk, bias):
-    y = x.double() @ w_nk.double().t()
+def expected_out(x, w32_nk, bias):
+    """radiant's op contract: W formed in f32, rounded ONCE to x's dtype, the
+    product accumulated exactly (f64 here), bias added, one rounding to x's dtype."""
+    assert w32_nk.dtype == torch.float32
+    w = w32_nk.to(x.dtype)  # f32 -> x dtype: a single RNE rounding (identity for f32)
+    y = x.double() @ w.double().t()
     if bias is not None:
+        assert bias.dtype == x.dtype
         y = y + bias.double()
     return round_once(y, x.dtype)
+
+
+def case_tensors(name, x, tensors, bias, w_nk, w32_nk):
+    """x, the checkpoint tensors, bias (rounded once to x's dtype), the weights
+    and `expected`."""
+    t = {"x": x, **tensors}
+    bias_x = None
+    if bias is not None:
+        bias_x = bias.detach().to(x.dtype)
+        t["bias"] = bias_x
+    t["expected_weight"] = w_nk
+    if x.dtype != w_nk.dtype or name in F32_CASES:
+        t["expected_weight_f32"] = w32_nk
+    t["expected"] = expected_out(x, w32_nk, bias_x)
+    return t
 
 
 def save(name, op, tensors, params, source, description):
@@ -196,11 +249,20 @@ def gptq_autogptq(name, seed, M, K, N, bits, gs, sym, actorder, x_dtype, bias, d
     qbias, ql.bias = ql.bias, None
     with torch.no_grad():
         w_kn = ql(torch.eye(K, dtype=torch.float16))
+        # the same path with the scales upcast to f32: W in f32 (exact products)
+        s16 = ql.scales
+        ql.scales = s16.float()
+        w32_kn = ql(torch.eye(K, dtype=torch.float32))
+        ql.scales = s16
     ql.bias = qbias
     w_nk = w_kn.t().contiguous()
+    w32_nk = w32_kn.t().contiguous()
     tensors = {"qweight": ql.qweight, "qzeros": ql.qzeros, "scales": ql.scales, "g_idx": ql.g_idx.to(torch.int32)}
     check_weight(name, "QUANT_FORMATS decoder", w_nk, ref_gptq(*tensors.values(), bits, "gptq"))
-    finish_gptq(name, seed, M, K, x_dtype, tensors, ql.bias, w_nk, bits, gs, sym, "gptq",
+    check_f32(name, w_nk, w32_nk)
+    check_weight(name, "QUANT_FORMATS decoder (f32)", w32_nk,
+                 ref_gptq(*tensors.values(), bits, "gptq", torch.float32))
+    finish_gptq(name, seed, M, K, x_dtype, tensors, ql.bias, w_nk, w32_nk, bits, gs, sym, "gptq",
                 f"auto-gptq {ver('auto-gptq')}", description, actorder)
 
 
@@ -225,6 +287,11 @@ def gptq_gptqmodel(name, seed, M, K, N, bits, gs, sym, actorder, x_dtype, bias, 
     ql.eval()
     with torch.no_grad():
         w_nk = ql.dequantize_weight().t().contiguous()
+        # the same dequantization with the scales upcast to f32 (exact products)
+        s16 = ql.scales
+        ql.scales = s16.float()
+        w32_nk = ql.dequantize_weight().t().contiguous()
+        ql.scales = s16
     if fmt == "gptq":  # export as GPTQModel saves format "gptq": v2 -> v1
         convert_gptq_v2_to_v1_format_module(ql, qcfg)
         v1 = ql.qzeros.clone()
@@ -239,13 +306,15 @@ def gptq_gptqmodel(name, seed, M, K, N, bits, gs, sym, actorder, x_dtype, bias, 
         qzeros = ql.qzeros.clone()
     tensors = {"qweight": ql.qweight, "qzeros": qzeros, "scales": ql.scales, "g_idx": ql.g_idx.to(torch.int32)}
     check_weight(name, "QUANT_FORMATS decoder", w_nk, ref_gptq(*tensors.values(), bits, fmt))
+    check_f32(name, w_nk, w32_nk)
+    check_weight(name, "QUANT_FORMATS decoder (f32)", w32_nk, ref_gptq(*tensors.values(), bits, fmt, torch.float32))
     if nzero and fmt == "gptq":
         # the per-nibble "+1" (AutoGPTQ / exllama style) would decode these words wrongly
         pn = ref_gptq_per_nibble(tensors["qzeros"], bits, N)
         zz = ref_zeros(tensors["qzeros"], bits, N, fmt)
         print(f"  {name}: {nzero} zero points are 0; per-nibble v1 decode differs in "
               f"{int((pn != zz).sum())} zero points")
-    finish_gptq(name, seed, M, K, x_dtype, tensors, ql.bias, w_nk, bits, gs, sym, fmt,
+    finish_gptq(name, seed, M, K, x_dtype, tensors, ql.bias, w_nk, w32_nk, bits, gs, sym, fmt,
                 f"gptqmodel {ver('gptqmodel')}", description, actorder, nzero=nzero)
 
 
@@ -264,15 +333,11 @@ def ref_gptq_per_nibble(qzeros, bits, N):
     return ((u32(qzeros)[:, n // pf] >> (bits * (n % pf))[None, :]) & mask) + 1
 
 
-def finish_gptq(name, seed, M, K, x_dtype, tensors, bias, w_nk, bits, gs, sym, fmt, source,
+def finish_gptq(name, seed, M, K, x_dtype, tensors, bias, w_nk, w32_nk, bits, gs, sym, fmt, source,
                 description, actorder, nzero=0):
     g = torch.Generator().manual_seed(seed + 1000)
     x = make_x(g, M, K, x_dtype)
-    t = {"x": x, **tensors}
-    if bias is not None:
-        t["bias"] = bias
-    t["expected_weight"] = w_nk
-    t["expected"] = expected_out(x, w_nk, bias)
+    t = case_tensors(name, x, tensors, bias, w_nk, w32_nk)
     gi = tensors["g_idx"]
     mono = bool((gi[1:] >= gi[:-1]).all())
     params = {"bits": bits, "group_size": gs, "sym": sym, "format": fmt,
@@ -296,7 +361,8 @@ def awq_autoawq(name, seed, M, K, N, gs, x_dtype, bias, description, pos_rows=()
     ql = WQLinear_GEMM.from_linear(lin, 4, gs, init_only=False, scales=scales.t().contiguous(),
                                    zeros=zeros.t().contiguous())
     w_nk = dequantize_gemm(ql.qweight, ql.qzeros, ql.scales, 4, gs).t().contiguous()
-    finish_awq(name, seed, M, K, x_dtype, ql, w_nk, gs, f"autoawq {ver('autoawq')}", description,
+    w32_nk = dequantize_gemm(ql.qweight, ql.qzeros, ql.scales.float(), 4, gs).t().contiguous()
+    finish_awq(name, seed, M, K, x_dtype, ql, w_nk, w32_nk, gs, f"autoawq {ver('autoawq')}", description,
                int((zeros == 0).sum()))
 
 
@@ -312,20 +378,19 @@ def awq_gptqmodel(name, seed, M, K, N, gs, x_dtype, bias, description, pos_rows=
                         out_features=N, bias=bias)
     ql.pack(lin, scales, zeros)
     w_nk = dequantize_gemm(ql.qweight, ql.qzeros, ql.scales, 4, gs).t().contiguous()
-    finish_awq(name, seed, M, K, x_dtype, ql, w_nk, gs, f"gptqmodel {ver('gptqmodel')}", description,
+    w32_nk = dequantize_gemm(ql.qweight, ql.qzeros, ql.scales.float(), 4, gs).t().contiguous()
+    finish_awq(name, seed, M, K, x_dtype, ql, w_nk, w32_nk, gs, f"gptqmodel {ver('gptqmodel')}", description,
                int((zeros == 0).sum()))
 
 
-def finish_awq(name, seed, M, K, x_dtype, ql, w_nk, gs, source, description, nzero):
+def finish_awq(name, seed, M, K, x_dtype, ql, w_nk, w32_nk, gs, source, description, nzero):
     tensors = {"qweight": ql.qweight, "qzeros": ql.qzeros, "scales": ql.scales}
     check_weight(name, "QUANT_FORMATS decoder", w_nk, ref_awq(*tensors.values(), gs))
+    check_f32(name, w_nk, w32_nk)
+    check_weight(name, "QUANT_FORMATS decoder (f32)", w32_nk, ref_awq(*tensors.values(), gs, torch.float32))
     g = torch.Generator().manual_seed(seed + 1000)
     x = make_x(g, M, K, x_dtype)
-    t = {"x": x, **tensors}
-    if ql.bias is not None:
-        t["bias"] = ql.bias
-    t["expected_weight"] = w_nk
-    t["expected"] = expected_out(x, w_nk, ql.bias)
+    t = case_tensors(name, x, tensors, ql.bias, w_nk, w32_nk)
     save(name, "awq_matmul", t, {"group_size": gs, "expected_weight_dtype": DT_NAME[w_nk.dtype]}, source,
          f"{description}; {nzero} zero points z=0")
 
@@ -352,11 +417,16 @@ def nvfp4_modelopt(name, seed, M, K, N, w_dtype, x_dtype, bias, description):
     qt, wscale, wscale2 = NVFP4QTensor.quantize(w, 16)
     packed = qt._quantized_data
     w_nk = qt.dequantize(dtype=w_dtype, scale=wscale, double_scale=wscale2, block_sizes={-1: 16})
+    w32_nk = qt.dequantize(dtype=torch.float32, scale=wscale, double_scale=wscale2, block_sizes={-1: 16})
+    assert wscale2.dtype == torch.float32, wscale2.dtype
     ws2 = wscale2.float().reshape(1)
     check_weight(name, "QUANT_FORMATS decoder (x weight_scale_2)", w_nk,
                  ref_nvfp4(packed, wscale, ws2.item(), w_dtype))
+    check_f32(name, w_nk, w32_nk)
+    check_weight(name, "QUANT_FORMATS decoder (x weight_scale_2, f32)", w32_nk,
+                 ref_nvfp4(packed, wscale, ws2.item(), torch.float32))
     tensors = {"weight_packed": packed, "weight_scale": wscale, "weight_scale_2": ws2}
-    finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk, f"nvidia-modelopt {ver('nvidia-modelopt')}",
+    finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk, w32_nk, f"nvidia-modelopt {ver('nvidia-modelopt')}",
                  description + f"; ModelOpt weight_scale_2 had shape {list(wscale2.shape)}")
 
 
@@ -377,9 +447,21 @@ def nvfp4_compressed_tensors(name, seed, M, K, N, w_dtype, x_dtype, bias, descri
     packed, wscale, wgs = comp["weight_packed"], comp["weight_scale"], comp["weight_global_scale"]
     dec = NVFP4PackedCompressor.decompress(dict(comp), scheme)
     w_nk = dec["weight"]
+    # NVFP4PackedCompressor.decompress always works in bf16 (unpack_fp4_from_uint8's
+    # default dtype); its own steps with dtype float32 give the f32 weight.  The same
+    # steps with bf16 must reproduce decompress() exactly.
+    assert torch.equal(ct_decompress(comp, scheme, torch.bfloat16).view(torch.int16), w_nk.view(torch.int16))
+    w32_nk = ct_decompress(comp, scheme, torch.float32)
+    assert wgs.dtype == torch.float32, wgs.dtype
     wgs = wgs.float().reshape(1)
     check_weight(name, "QUANT_FORMATS decoder (x 1/weight_global_scale)", w_nk,
                  ref_nvfp4(packed, wscale, np.float32(1.0) / np.float32(wgs.item()), w_nk.dtype))
+    check_f32(name, w_nk, w32_nk)
+    check_weight(name, "QUANT_FORMATS decoder (/ weight_global_scale, f32)", w32_nk,
+                 ref_nvfp4(packed, wscale, None, torch.float32, divisor=wgs.item()))
+    recip = ref_nvfp4(packed, wscale, np.float32(1.0) / np.float32(wgs.item()), torch.float32)
+    nw = int((recip != w32_nk).sum())
+    print(f"  {name}: f32 weights with scale*(1/gs) instead of scale/gs: {nw} of {recip.numel()} differ")
     # compressed-tensors divides: scale / global_scale (not scale * (1 / global_scale))
     div = (wscale.float() / wgs).numpy().astype(np.float32)
     mul = (wscale.float().numpy() * (np.float32(1.0) / np.float32(wgs.item()))).astype(np.float32)
@@ -388,20 +470,30 @@ def nvfp4_compressed_tensors(name, seed, M, K, N, w_dtype, x_dtype, bias, descri
     if nd:
         findings.append(f"{name}: f32 block multiplier scale/gs != scale*(1/gs) in {nd} of {div.size} blocks")
     tensors = {"weight_packed": packed, "weight_scale": wscale, "weight_global_scale": wgs}
-    finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk,
+    finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk, w32_nk,
                  f"compressed-tensors {ver('compressed-tensors')}", description)
 
 
-def finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk, source, description):
+def ct_decompress(comp, scheme, dtype):
+    """NVFP4PackedCompressor.decompress's steps (compressed-tensors 0.20), with the
+    working dtype as a parameter instead of unpack_fp4_from_uint8's bf16 default."""
+    from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
+    from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
+    from compressed_tensors.quantization.lifecycle.forward import dequantize
+    packed = comp["weight_packed"]
+    m, n = packed.shape
+    unpacked = unpack_fp4_from_uint8(packed, m, n * 2, dtype=dtype)
+    scale = NVFP4PackedCompressor._decompress_scale(comp["weight_scale"], unpacked.dtype)
+    return dequantize(x_q=unpacked, scale=scale, args=scheme.weights,
+                      global_scale=comp.get("weight_global_scale"), dtype=unpacked.dtype)
+
+
+def finish_nvfp4(name, seed, M, K, x_dtype, tensors, b, w_nk, w32_nk, source, description):
     assert tensors["weight_packed"].dtype == torch.uint8
     assert tensors["weight_scale"].dtype == torch.float8_e4m3fn
     g = torch.Generator().manual_seed(seed + 1000)
     x = make_x(g, M, K, x_dtype)
-    t = {"x": x, **tensors}
-    if b is not None:
-        t["bias"] = b
-    t["expected_weight"] = w_nk
-    t["expected"] = expected_out(x, w_nk, b)
+    t = case_tensors(name, x, tensors, b, w_nk, w32_nk)
     save(name, "nvfp4_matmul", t, {"expected_weight_dtype": DT_NAME[w_nk.dtype]}, source, description)
 
 
@@ -430,14 +522,16 @@ def main():
     awq_autoawq("awq_g128_autoawq_f16", 21, 1, 512, 64, 128, F16, True, "AutoAWQ GEMM 4-bit g128, bias, M=1")
     awq_autoawq("awq_g64_autoawq_bf16", 22, 16, 256, 64, 64, BF16, False,
                 "AutoAWQ GEMM 4-bit g64, bf16 activations, some z=0", pos_rows=(2, 5, 33))
-    awq_gptqmodel("awq_g64_gptqmodel_f16", 23, 3, 384, 96, 64, F16, True,
+    awq_gptqmodel("awq_g64_gptqmodel_f16", 23, 3, 192, 96, 64, F16, True,
                   "GPTQModel AWQ GEMM 4-bit g64, bias", pos_rows=(7,))
     print("NVFP4")
-    nvfp4_modelopt("nvfp4_modelopt_f16", 31, 3, 256, 64, F16, F16, False,
+    nvfp4_modelopt("nvfp4_modelopt_f16", 31, 3, 128, 64, F16, F16, False,
                    "ModelOpt NVFP4 (weight_scale_2 multiplier), f16 weight")
     nvfp4_modelopt("nvfp4_modelopt_n200_bf16", 32, 1, 256, 200, BF16, BF16, True,
                    "ModelOpt NVFP4, N=200, bf16 weight and activations, bias")
-    nvfp4_compressed_tensors("nvfp4_ct_f16", 33, 16, 320, 128, F16, F16, True,
+    # seed 37: a global scale whose f32 reciprocal would change ~63% of the f32
+    # weights (scale * (1/gs) vs scale / gs), so expected_weight_f32 tells them apart
+    nvfp4_compressed_tensors("nvfp4_ct_f16", 37, 16, 320, 48, F16, F16, True,
                              "compressed-tensors NVFP4A16 (weight_global_scale divisor), f16 weight, bias")
     nvfp4_compressed_tensors("nvfp4_ct_n200_k176_bf16", 34, 3, 176, 200, BF16, BF16, False,
                              "compressed-tensors NVFP4A16, N=200, K=176 (11 blocks, K % 32 != 0), "
