@@ -66,7 +66,10 @@ fn cuda_entries() -> Vec<DeviceEntry> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_entries() -> Vec<DeviceEntry> {
-    vec![DeviceEntry::unavailable("cuda", "built without the `cuda` cargo feature")]
+    vec![DeviceEntry::unavailable(
+        "cuda",
+        "built without the `cuda` cargo feature",
+    )]
 }
 
 /// The wgpu adapters: (hardware adapters or the family's failure, software

@@ -54,8 +54,7 @@ pub(crate) fn lock<'a>(
                 return Err(Error::Device {
                     backend: "cpu".into(),
                     op,
-                    reason: "internal: an output shares its buffer with another argument"
-                        .into(),
+                    reason: "internal: an output shares its buffer with another argument".into(),
                 });
             }
             Some(_) => {}

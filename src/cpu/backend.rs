@@ -14,8 +14,8 @@ use crate::cpu::simd::kernels;
 use crate::cpu::{attention, fused_add_rms_norm, matmul, paged_attention, rms_norm};
 use crate::error::{Error, Result, Unsupported};
 use crate::ops::{
-    AttentionProblem, FusedAddRmsNormProblem, MatmulProblem, OpKind, OpQuery,
-    PagedAttentionProblem, RmsNormProblem,
+    AttentionProblem, AwqMatmulProblem, FusedAddRmsNormProblem, GptqMatmulProblem, MatmulProblem,
+    Nvfp4MatmulProblem, OpKind, OpQuery, PagedAttentionProblem, RmsNormProblem,
 };
 use crate::tensor::Buffer;
 
@@ -60,6 +60,27 @@ impl CpuBackend {
             )),
         }
     }
+
+    /// The launch path of an op `select` refuses: the same answer.
+    fn refused(&self, query: &OpQuery) -> Result<()> {
+        self.select(query)?;
+        Err(Error::Unsupported(Unsupported {
+            backend: Self::NAME.into(),
+            op: query.op,
+            reason: "no cpu kernel".into(),
+        }))
+    }
+}
+
+/// Runs `f` on a thread of rayon's pool: an op called from outside the pool
+/// then pays one hand-off, and the parallel loops inside it are plain
+/// joins between pool threads instead of one hand-off each.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
 }
 
 fn host_range<'a>(
@@ -99,10 +120,7 @@ impl Backend for CpuBackend {
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             name: Self::NAME.into(),
-            device: format!(
-                "host CPU ({} threads)",
-                rayon::current_num_threads()
-            ),
+            device: format!("host CPU ({} threads)", rayon::current_num_threads()),
             driver: None,
             memory_bytes: None,
             features: vec![
@@ -142,26 +160,38 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, problem: &MatmulProblem<'_>) -> Result<()> {
         self.select(&problem.query())?;
-        matmul::run(problem)
+        on_pool(|| matmul::run(problem))
     }
 
     fn rms_norm(&self, problem: &RmsNormProblem<'_>) -> Result<()> {
         self.select(&problem.query())?;
-        rms_norm::run(problem)
+        on_pool(|| rms_norm::run(problem))
     }
 
     fn fused_add_rms_norm(&self, problem: &FusedAddRmsNormProblem<'_>) -> Result<()> {
         self.select(&problem.query())?;
-        fused_add_rms_norm::run(problem)
+        on_pool(|| fused_add_rms_norm::run(problem))
     }
 
     fn attention(&self, problem: &AttentionProblem<'_>) -> Result<()> {
         self.select(&problem.query())?;
-        attention::run(problem)
+        on_pool(|| attention::run(problem))
     }
 
     fn paged_attention(&self, problem: &PagedAttentionProblem<'_>) -> Result<()> {
         self.select(&problem.query())?;
-        paged_attention::run(problem)
+        on_pool(|| paged_attention::run(problem))
+    }
+
+    fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()> {
+        self.refused(&problem.query())
+    }
+
+    fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()> {
+        self.refused(&problem.query())
+    }
+
+    fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()> {
+        self.refused(&problem.query())
     }
 }

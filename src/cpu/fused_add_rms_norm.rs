@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::access::lock;
-use crate::cpu::rms_norm::{inv_rms, rows_per_task};
+use crate::cpu::rms_norm::{inv_rms, rows_per_task, streams};
 use crate::cpu::simd::{Elem, kernels};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -55,12 +55,13 @@ fn typed<E: Elem>(
     let h = p.hidden;
     let offset = p.params.weight_offset as f32;
     let min_rows = rows_per_task(h, size_of::<E>(), 64 << 10);
+    let stream = streams(std::mem::size_of_val(out));
     out.par_chunks_mut(h)
         .zip(residual.par_chunks_mut(h))
         .zip(x.par_chunks(h))
         .with_min_len(min_rows)
         .for_each(|((out_row, res_row), x_row)| {
             let inv = inv_rms(k.add_round_sum_squares(x_row, res_row), h, &p.params);
-            k.scale_mul(res_row, weight, out_row, inv, offset);
+            k.scale_mul(res_row, weight, out_row, inv, offset, stream);
         });
 }

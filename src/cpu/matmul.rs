@@ -2,18 +2,23 @@
 //!
 //! Three paths, chosen from the shape alone:
 //!
-//! * **GEMM** (the general case): BLIS-style cache blocking. For each block
-//!   of `NC` columns and `KC` depths, B is packed (converted to f32) into
-//!   `NR`-column panels shared by all threads; the rows are split into
-//!   blocks of at most `MC_MAX` rows, one rayon task each, which packs its
-//!   `rows × KC` slice of A into `MR`-row panels (in L2) and runs the
-//!   register-tiled microkernel (`MR × NR`, 6×16 on AVX2, 8×32 on AVX-512)
-//!   over its rows, B panel by B panel (each in L1). f32 outputs are
-//!   accumulated in place; f16/bf16 outputs go through an f32 block that
-//!   is rounded once, with the bias, after the last `KC` block.
+//! * **GEMM** (the general case): BLIS-style blocking around one register
+//!   tile (`MR × NR`: 6×16 on AVX2, 8×32 on AVX-512) that broadcasts `MR`
+//!   rows of an operand X and multiplies `NR`-wide rows of a packed
+//!   operand Y. For each block of `NC` columns and `KC` depths, Y is packed
+//!   (converted to f32) into `[KC][NR]` panels shared by all threads; the
+//!   rows of X are split into blocks of at most `MC_MAX` rows, one rayon
+//!   task each, which copies its `rows × KC` slice of X to f32 rows (in L2;
+//!   f32 rows are read in place unless their stride is a multiple of 4 KiB)
+//!   and runs the tile over it, Y panel by Y panel.
+//!   - `b` as `[K,N]`: X = A, Y = B, C written in place (f32) or through an
+//!     f32 buffer rounded once with the bias (f16/bf16).
+//!   - `b` as `[N,K]` (weights): computed as `Cᵀ = W·Aᵀ`, X = W, Y = Aᵀ, so
+//!     only the small activation matrix is transposed while packing, never
+//!     the weights; `Cᵀ` is transposed into the output with the bias.
 //! * **Dot** (`b` laid out `[N,K]`, M ≤ `DOT_MAX_M`: decode and small
 //!   batches, the linear-layer case): no packing at all. Tasks take `DOT_COLS`
-//!   rows of W; each computes a tile of `dot_mr × dot_nr` dot products
+//!   rows of W; each computes tiles of `dot_mr × dot_nr` dot products
 //!   along K with one vector accumulator per pair (f16/bf16 converted in
 //!   registers), so W streams from memory exactly once.
 //! * **GEMV-kn** (`b` laid out `[K,N]`, M = 1): each task owns a strip of
@@ -36,9 +41,12 @@ use crate::ops::{BLayout, MatmulProblem};
 
 const OP: &str = "matmul";
 
-/// Depth of a packed block: an `MR × KC` A panel and a `KC × NR` B panel
-/// stay in L1 (6·256·4 + 256·16·4 = 22 KiB on AVX2).
+/// Depth of a packed block: `KC_BYTES / (4·NR)`, at most `KC`. 256 on AVX2
+/// (NR = 16) and on AVX-512 (NR = 32: the 32 KiB B micro-panel then lives
+/// in L2, but halving the passes over C measured faster than keeping it in
+/// L1 with KC = 128).
 const KC: usize = 256;
+const KC_BYTES: usize = 32 << 10;
 /// Columns of a packed B block (`KC × NC` f32 = 2 MiB, in L3).
 const NC: usize = 2048;
 /// Most rows of a task's A block (`MC_MAX × KC` f32 = 144 KiB, in L2).
@@ -51,8 +59,8 @@ const DOT_COLS: usize = 96;
 const GEMV_COLS: usize = 256;
 
 thread_local! {
-    /// Per-thread packed A block, reused across calls.
-    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread packed X block, reused across calls.
+    static PACK_X: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn run(p: &MatmulProblem<'_>) -> Result<()> {
@@ -132,7 +140,9 @@ fn typed<E: Elem>(p: &MatmulProblem<'_>, a: &[E], b: &[E], bias: Option<&[E]>, o
     if m == 0 || n == 0 || p.batch == 0 {
         return;
     }
-    let bias32: Vec<f32> = bias.map(|b| widened(ek, b).into_owned()).unwrap_or_default();
+    let bias32: Vec<f32> = bias
+        .map(|b| widened(ek, b).into_owned())
+        .unwrap_or_default();
     if k == 0 {
         let zeros;
         let row: &[f32] = if bias32.is_empty() {
@@ -156,7 +166,9 @@ fn typed<E: Elem>(p: &MatmulProblem<'_>, a: &[E], b: &[E], bias: Option<&[E]>, o
             BLayout::Nk if m <= DOT_MAX_M => {
                 dot_path(ek, d, &widened(ek, a_mat), b_mat, &bias32, out_mat)
             }
-            BLayout::Kn if m == 1 => gemv_kn_path(ek, d, &widened(ek, a_mat), b_mat, &bias32, out_mat),
+            BLayout::Kn if m == 1 => {
+                gemv_kn_path(ek, d, &widened(ek, a_mat), b_mat, &bias32, out_mat)
+            }
             _ => gemm_path(kt, ek, d, a_mat, b_mat, &bias32, out_mat),
         }
     }
@@ -246,10 +258,9 @@ fn gemv_kn_path<E: Elem>(
     ek.narrow(&tmp, bias, out);
 }
 
-/// How the rows are split into tasks: `blocks` blocks of `mc` rows (the
-/// last may be shorter). A multiple of the thread count when there are
-/// enough rows, so that threads get equal work; the split never changes a
-/// result.
+/// How the rows are split into tasks: blocks of `mc` rows (the last may be
+/// shorter), a multiple of the thread count when there are enough rows so
+/// that threads get equal work. The split never changes a result.
 fn row_blocks(m: usize, mr: usize) -> usize {
     let panels = m.div_ceil(mr);
     let threads = rayon::current_num_threads().max(1);
@@ -258,6 +269,16 @@ fn row_blocks(m: usize, mr: usize) -> usize {
         blocks = blocks.div_ceil(threads) * threads;
     }
     panels.div_ceil(blocks.clamp(1, panels)) * mr
+}
+
+/// The `Y` operand of [`gemm_core`], element `(k, j)`.
+#[derive(Clone, Copy)]
+enum YSource<'a, E> {
+    /// `src[k·ld + j]`: a `[K,N]` matrix (contiguous along j: packing copies).
+    Rows(&'a [E], usize),
+    /// `src[j·ld + k]`: the transpose of a row-major matrix (packing
+    /// gathers; only used for the small activation matrix).
+    Cols(&'a [E], usize),
 }
 
 fn gemm_path<E: Elem>(
@@ -269,121 +290,138 @@ fn gemm_path<E: Elem>(
     bias: &[f32],
     out: &mut [E],
 ) {
-    let Dims { m, n, k, .. } = d;
-    let nr = kt.nr;
-    let mc = row_blocks(m, kt.mr);
-    let nc_max = NC.min(n.div_ceil(nr) * nr);
-    let mut packed_b = vec![0.0f32; KC.min(k) * nc_max];
-    let mut c32 = if E::DTYPE == DType::F32 {
-        Vec::new()
-    } else {
-        vec![0.0f32; m * nc_max.min(n)]
-    };
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        let npanels = nc.div_ceil(nr);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let last = pc + kc == k;
-            let pb = &mut packed_b[..npanels * kc * nr];
-            pb.par_chunks_mut(kc * nr)
-                .enumerate()
-                .for_each(|(jp, panel)| {
-                    pack_b(ek, d, b, pc, kc, jc + jp * nr, nr, panel);
-                });
-            let pb = &*pb;
-            let block = |row0: usize, c: &mut [f32], c_rs: usize, c_col0: usize| {
-                let rows = c.len() / c_rs;
-                compute_block(
-                    kt,
-                    ek,
-                    BlockArgs {
-                        a,
-                        lda: k,
-                        row0,
-                        rows,
-                        pc,
-                        kc,
-                        pb,
-                        nc,
-                        c,
-                        c_rs,
-                        c_col0,
-                        accumulate: pc > 0,
-                    },
-                );
-            };
+    let Dims { m, n, k, layout } = d;
+    match layout {
+        BLayout::Kn => {
+            // C = A·B: A rows are broadcast, B rows are the vector operand.
+            let y = YSource::Rows(b, n);
             if let Some(out32) = as_f32_mut(out) {
-                out32
-                    .par_chunks_mut(mc * n)
-                    .enumerate()
-                    .for_each(|(bi, c_rows)| {
-                        block(bi * mc, c_rows, n, jc);
-                        if last && !bias.is_empty() {
-                            for row in c_rows.chunks_mut(n) {
-                                for (o, &bv) in row[jc..jc + nc].iter_mut().zip(&bias[jc..]) {
-                                    *o += bv;
-                                }
-                            }
+                gemm_core(kt, ek, (m, n, k), a, y, out32);
+                if !bias.is_empty() {
+                    out32.par_chunks_mut(n).for_each(|row| {
+                        for (o, &bv) in row.iter_mut().zip(bias) {
+                            *o += bv;
                         }
                     });
+                }
             } else {
-                c32[..m * nc]
-                    .par_chunks_mut(mc * nc)
-                    .zip(out.par_chunks_mut(mc * n))
-                    .enumerate()
-                    .for_each(|(bi, (c_rows, o_rows))| {
-                        block(bi * mc, c_rows, nc, 0);
-                        if last {
-                            let add = if bias.is_empty() {
-                                &[][..]
-                            } else {
-                                &bias[jc..jc + nc]
-                            };
-                            for (crow, orow) in c_rows.chunks(nc).zip(o_rows.chunks_mut(n)) {
-                                ek.narrow(crow, add, &mut orow[jc..jc + nc]);
-                            }
-                        }
-                    });
+                let mut c = vec![0.0f32; m * n];
+                gemm_core(kt, ek, (m, n, k), a, y, &mut c);
+                out.par_chunks_mut(n)
+                    .zip(c.par_chunks(n))
+                    .for_each(|(o, c)| ek.narrow(c, bias, o));
             }
+        }
+        BLayout::Nk => {
+            // Cᵀ = W·Aᵀ: the weight rows are broadcast (packing copies
+            // them, no transpose of the big operand); Aᵀ is the vector
+            // operand. Then Cᵀ is transposed into the output.
+            let mut ct = vec![0.0f32; n * m];
+            gemm_core(kt, ek, (n, m, k), b, YSource::Cols(a, k), &mut ct);
+            const T: usize = 16;
+            let ct = &ct;
+            out.par_chunks_mut(T * n)
+                .enumerate()
+                .for_each(|(blk, rows)| {
+                    let i0 = blk * T;
+                    let nrows = rows.len() / n;
+                    let mut tmp = vec![0.0f32; nrows * n];
+                    for j in 0..n {
+                        let src = &ct[j * m + i0..][..nrows];
+                        for (ii, &v) in src.iter().enumerate() {
+                            tmp[ii * n + j] = v;
+                        }
+                    }
+                    for (o, t) in rows.chunks_mut(n).zip(tmp.chunks(n)) {
+                        ek.narrow(t, bias, o);
+                    }
+                });
         }
     }
 }
 
-/// Packs columns `j0 .. j0+NR` of B, depths `pc .. pc+kc`, as `[kc][NR]`
-/// f32 (columns past N are zero).
-#[allow(clippy::too_many_arguments)] // one panel's coordinates
-fn pack_b<E: Elem>(
+/// `C[m×n] = X[m×k]·Y[k×n]` in f32 (C row-major, row stride n): the
+/// blocked GEMM. X rows are broadcast by the microkernel, Y is packed into
+/// `NR`-column panels.
+fn gemm_core<E: Elem>(
+    kt: &Kernels,
     ek: &ElemKernels<E>,
-    d: Dims,
-    b: &[E],
+    (m, n, k): (usize, usize, usize),
+    x: &[E],
+    y: YSource<'_, E>,
+    c: &mut [f32],
+) {
+    let nr = kt.nr;
+    let kcb = (KC_BYTES / (4 * nr)).clamp(16, KC);
+    let mc = row_blocks(m, kt.mr);
+    let nc_max = NC.min(n.div_ceil(nr) * nr);
+    let mut packed_y = vec![0.0f32; kcb.min(k) * nc_max];
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        let npanels = nc.div_ceil(nr);
+        for pc in (0..k).step_by(kcb) {
+            let kc = kcb.min(k - pc);
+            let py = &mut packed_y[..npanels * kc * nr];
+            py.par_chunks_mut(kc * nr)
+                .enumerate()
+                .for_each(|(jp, panel)| pack_y(ek, y, n, pc, kc, jc + jp * nr, nr, panel));
+            let py = &*py;
+            c.par_chunks_mut(mc * n)
+                .enumerate()
+                .for_each(|(bi, c_rows)| {
+                    compute_block(
+                        kt,
+                        ek,
+                        BlockArgs {
+                            x,
+                            ldx: k,
+                            row0: bi * mc,
+                            rows: c_rows.len() / n,
+                            pc,
+                            kc,
+                            py,
+                            nc,
+                            c: c_rows,
+                            c_rs: n,
+                            c_col0: jc,
+                            accumulate: pc > 0,
+                        },
+                    )
+                });
+        }
+    }
+}
+
+/// Packs columns `j0 .. j0+NR` of Y, depths `pc .. pc+kc`, as `[kc][NR]`
+/// f32 (columns past n are zero).
+#[allow(clippy::too_many_arguments)] // one panel's coordinates
+fn pack_y<E: Elem>(
+    ek: &ElemKernels<E>,
+    y: YSource<'_, E>,
+    n: usize,
     pc: usize,
     kc: usize,
     j0: usize,
     nr: usize,
     panel: &mut [f32],
 ) {
-    let nn = nr.min(d.n - j0);
-    match d.layout {
-        BLayout::Kn => {
-            for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                ek.widen(&b[(pc + kk) * d.n + j0..][..nn], &mut dst[..nn]);
-                dst[nn..].fill(0.0);
+    let nn = nr.min(n - j0);
+    match y {
+        YSource::Rows(src, ld) => {
+            ek.widen_rows(&src[pc * ld + j0..], ld, panel, nr, (kc, nn));
+            if nn < nr {
+                for dst in panel.chunks_exact_mut(nr) {
+                    dst[nn..].fill(0.0);
+                }
             }
         }
-        BLayout::Nk => {
+        YSource::Cols(src, ld) => {
             let mut tmp = [0.0f32; KC];
             for jj in 0..nr {
                 if jj < nn {
-                    let src = &b[(j0 + jj) * d.k + pc..][..kc];
-                    let vals: &[f32] = match as_f32(src) {
-                        Some(s) => s,
-                        None => {
-                            ek.widen(src, &mut tmp[..kc]);
-                            &tmp[..kc]
-                        }
-                    };
-                    for (kk, &v) in vals.iter().enumerate() {
+                    let s = &src[(j0 + jj) * ld + pc..][..kc];
+                    ek.widen(s, &mut tmp[..kc]);
+                    for (kk, &v) in tmp[..kc].iter().enumerate() {
                         panel[kk * nr + jj] = v;
                     }
                 } else {
@@ -398,15 +436,15 @@ fn pack_b<E: Elem>(
 
 /// One task's work for one `(jc, pc)` block.
 struct BlockArgs<'a, E> {
-    a: &'a [E],
-    lda: usize,
-    /// First row of A (and C) of this block, and the number of rows.
+    x: &'a [E],
+    ldx: usize,
+    /// First row of X (and C) of this block, and the number of rows.
     row0: usize,
     rows: usize,
     pc: usize,
     kc: usize,
-    /// The packed B block: `ceil(nc / NR)` panels of `[kc][NR]`.
-    pb: &'a [f32],
+    /// The packed Y block: `ceil(nc / NR)` panels of `[kc][NR]`.
+    py: &'a [f32],
     nc: usize,
     /// The block's rows of C (row stride `c_rs`), columns from `c_col0`.
     c: &'a mut [f32],
@@ -417,13 +455,13 @@ struct BlockArgs<'a, E> {
 
 fn compute_block<E: Elem>(kt: &Kernels, ek: &ElemKernels<E>, args: BlockArgs<'_, E>) {
     let BlockArgs {
-        a,
-        lda,
+        x,
+        ldx,
         row0,
         rows,
         pc,
         kc,
-        pb,
+        py,
         nc,
         c,
         c_rs,
@@ -431,51 +469,37 @@ fn compute_block<E: Elem>(kt: &Kernels, ek: &ElemKernels<E>, args: BlockArgs<'_,
         accumulate,
     } = args;
     let (mr, nr) = (kt.mr, kt.nr);
-    let panels = rows.div_ceil(mr);
-    PACK_A.with(|cell| {
+    PACK_X.with(|cell| {
+        // The microkernel broadcasts from MR rows of X. f32 rows are read in
+        // place unless their stride is a multiple of 4 KiB (then all MR rows
+        // would fall in one L1 set); otherwise the block's rows are copied
+        // (converted) to contiguous f32 rows of kc.
         let mut pack = cell.borrow_mut();
-        if pack.len() < panels * kc * mr {
-            pack.resize(panels * kc * mr, 0.0);
-        }
-        let pa = &mut pack[..panels * kc * mr];
-        let mut tmp = [0.0f32; KC];
-        for (ip, panel) in pa.chunks_exact_mut(kc * mr).enumerate() {
-            for i in 0..mr {
-                let r = ip * mr + i;
-                if r >= rows {
-                    for kk in 0..kc {
-                        panel[kk * mr + i] = 0.0;
-                    }
-                    continue;
+        let (px, ld): (&[f32], usize) = match as_f32(x) {
+            Some(x32) if (ldx * 4) % 4096 != 0 => (&x32[row0 * ldx + pc..], ldx),
+            _ => {
+                if pack.len() < rows * kc {
+                    pack.resize(rows * kc, 0.0);
                 }
-                let src = &a[(row0 + r) * lda + pc..][..kc];
-                let vals: &[f32] = match as_f32(src) {
-                    Some(s) => s,
-                    None => {
-                        ek.widen(src, &mut tmp[..kc]);
-                        &tmp[..kc]
-                    }
-                };
-                for (kk, &v) in vals.iter().enumerate() {
-                    panel[kk * mr + i] = v;
-                }
+                let px = &mut pack[..rows * kc];
+                ek.widen_rows(&x[row0 * ldx + pc..], ldx, px, kc, (rows, kc));
+                (&*px, kc)
             }
-        }
-        let pa = &*pa;
+        };
         for jp in 0..nc.div_ceil(nr) {
-            let bpanel = &pb[jp * kc * nr..][..kc * nr];
+            let panel = &py[jp * kc * nr..][..kc * nr];
             let n = nr.min(nc - jp * nr);
-            for ip in 0..panels {
+            for i0 in (0..rows).step_by(mr) {
                 kt.gemm_tile(GemmTile {
                     kc,
-                    a: &pa[ip * kc * mr..][..kc * mr],
-                    a_rs: 1,
-                    a_cs: mr,
-                    b: bpanel,
+                    a: &px[i0 * ld..],
+                    a_rs: ld,
+                    a_cs: 1,
+                    b: panel,
                     b_rs: nr,
-                    c: &mut c[ip * mr * c_rs + c_col0 + jp * nr..],
+                    c: &mut c[i0 * c_rs + c_col0 + jp * nr..],
                     c_rs,
-                    m: mr.min(rows - ip * mr),
+                    m: mr.min(rows - i0),
                     n,
                     accumulate,
                 });

@@ -12,6 +12,8 @@ mod paged_attention;
 pub mod reference;
 mod rms_norm;
 mod simd;
+#[cfg(test)]
+mod tests;
 
 pub use backend::CpuBackend;
 pub use reference::ReferenceBackend;

@@ -3,15 +3,18 @@
 //! The block table is read directly: no gathered copy of the cache. Work
 //! split: each sequence's visible context is cut into partitions of `PART`
 //! tokens at fixed positions (multiples of `PART`), and one rayon task runs
-//! per (sequence, kv head, partition), so a long context is spread over
-//! all threads. A task keeps the online-softmax state of the kv head's
-//! `Hq/Hkv` query heads (GQA: each K/V row is read once for the group) and
-//! walks its tokens in chunks of `CHUNK`: scores by dot-product tiles
-//! straight from the cache rows (f16/bf16 converted in registers), then
-//! the softmax update, then `O += P·V` with the GEMM microkernel on the
-//! chunk's V rows converted to f32. Partial states `(m, l, O)` are merged
-//! per (sequence, kv head) in partition order, so the result does not
-//! depend on the number of threads.
+//! per (sequence, partition), so a long context is spread over all
+//! threads. A task keeps the online-softmax state of every query head and
+//! walks its tokens one cache-block segment (at most `CHUNK` tokens) at a
+//! time; a segment holds every kv head of its tokens contiguously, so the
+//! task streams whole blocks (and prefetches the next one, which the
+//! hardware cannot guess). Per kv head: scores by dot-product tiles straight
+//! from the cache rows (f16/bf16 converted in registers) for the
+//! `Hq/Hkv` query heads of the group (GQA: each K/V row is read once for the
+//! group), the softmax update, then `O += P·V` with the GEMM microkernel on
+//! the segment's V rows converted to f32. Partial states `(m, l, O)` are
+//! merged per sequence in partition order, so the result does not depend on
+//! the number of threads.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -52,17 +55,16 @@ pub(crate) fn run(p: &PagedAttentionProblem<'_>) -> Result<()> {
     Ok(())
 }
 
-/// One task: tokens `u0..u1` of sequence `b` for kv head `kvh`.
+/// One task: tokens `u0..u1` of sequence `b`, every kv head.
 #[derive(Clone, Copy)]
 struct Part {
     b: usize,
-    kvh: usize,
     u0: usize,
     u1: usize,
 }
 
-/// A partition's softmax state: per query head of the group, the running
-/// max, the sum and the unnormalized output row.
+/// A partition's softmax state: per query head, the running max, the sum
+/// and the unnormalized output row.
 struct Partial {
     m: Vec<f32>,
     l: Vec<f32>,
@@ -70,22 +72,18 @@ struct Partial {
 }
 
 fn typed<E: Elem>(p: &PagedAttentionProblem<'_>, q: &[E], kc: &[E], vc: &[E], out: &mut [E]) {
-    let (hq, hkv, dd) = (p.heads_q, p.heads_kv, p.head_dim);
-    let g = hq / hkv;
-    // Tasks in (sequence, kv head, partition) order; starts[i] is the first
-    // task of (b, kvh) with i = b·Hkv + kvh.
+    let (hq, dd) = (p.heads_q, p.head_dim);
+    // Tasks in (sequence, partition) order; starts[b] is sequence b's first.
     let mut parts = Vec::new();
-    let mut starts = Vec::with_capacity(p.batch * hkv + 1);
+    let mut starts = Vec::with_capacity(p.batch + 1);
     for (b, &len) in p.host_context_lens.iter().enumerate() {
         let (lo, hi) = p.params.visible_keys(len as i64 - 1, len);
-        for kvh in 0..hkv {
-            starts.push(parts.len());
-            if lo < hi {
-                for part in lo / PART..hi.div_ceil(PART) {
-                    let u0 = (part * PART).max(lo);
-                    let u1 = ((part + 1) * PART).min(hi);
-                    parts.push(Part { b, kvh, u0, u1 });
-                }
+        starts.push(parts.len());
+        if lo < hi {
+            for part in lo / PART..hi.div_ceil(PART) {
+                let u0 = (part * PART).max(lo);
+                let u1 = ((part + 1) * PART).min(hi);
+                parts.push(Part { b, u0, u1 });
             }
         }
     }
@@ -96,32 +94,26 @@ fn typed<E: Elem>(p: &PagedAttentionProblem<'_>, q: &[E], kc: &[E], vc: &[E], ou
         .par_iter()
         .map(|&part| decode_part(kt, ek, p, (q, kc, vc), part))
         .collect();
-    out.par_chunks_mut(g * dd)
+    out.par_chunks_mut(hq * dd)
         .enumerate()
-        .for_each(|(i, slot)| merge(kt, ek, &partials[starts[i]..starts[i + 1]], dd, slot));
+        .for_each(|(b, slot)| merge(kt, ek, &partials[starts[b]..starts[b + 1]], dd, slot));
 }
 
-/// Merges the partitions of one (sequence, kv head) and writes its rows.
-fn merge<E: Elem>(
-    kt: &Kernels,
-    ek: &ElemKernels<E>,
-    parts: &[Partial],
-    dd: usize,
-    slot: &mut [E],
-) {
+/// Merges the partitions of one sequence and writes its rows.
+fn merge<E: Elem>(kt: &Kernels, ek: &ElemKernels<E>, parts: &[Partial], dd: usize, slot: &mut [E]) {
     let mut o = vec![0.0f32; dd];
-    for (gi, out_row) in slot.chunks_exact_mut(dd).enumerate() {
+    for (h, out_row) in slot.chunks_exact_mut(dd).enumerate() {
         let m = parts
             .iter()
-            .map(|part| part.m[gi])
+            .map(|part| part.m[h])
             .fold(f32::NEG_INFINITY, f32::max);
         o.fill(0.0);
         let mut l = 0.0f32;
         if m > f32::NEG_INFINITY {
             for part in parts {
-                let w = (part.m[gi] - m).exp();
-                l += part.l[gi] * w;
-                for (acc, &x) in o.iter_mut().zip(&part.o[gi * dd..][..dd]) {
+                let w = (part.m[h] - m).exp();
+                l += part.l[h] * w;
+                for (acc, &x) in o.iter_mut().zip(&part.o[h * dd..][..dd]) {
                     *acc += w * x;
                 }
             }
@@ -143,67 +135,91 @@ fn decode_part<E: Elem>(
     let (dmr, dnr) = (ek.dot_mr(), ek.dot_nr());
     let row_stride = hkv * dd;
     let (scale, cap) = (p.scale as f32, p.params.softcap as f32);
+    // The cache rows of tokens t.. (up to `end`, the end of t's block and
+    // CHUNK tokens): the offset of the first token's row and the count.
+    let segment = |t: usize, end: usize| {
+        let block = p.host_block_tables[part.b * p.max_blocks + t / bs] as usize;
+        let slot = t % bs;
+        (
+            (block * bs + slot) * row_stride,
+            (bs - slot).min(end - t).min(CHUNK),
+        )
+    };
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
         let sc = &mut *guard;
-        let qf = zeroed(&mut sc.q, g * dd);
-        ek.widen(&q[(part.b * hq + part.kvh * g) * dd..][..g * dd], qf);
+        let qf = zeroed(&mut sc.q, hq * dd);
+        ek.widen(&q[part.b * hq * dd..][..hq * dd], qf);
         let mut state = Online {
             m: {
                 sc.m.clear();
-                sc.m.resize(g, f32::NEG_INFINITY);
+                sc.m.resize(hq, f32::NEG_INFINITY);
                 &mut sc.m
             },
-            l: zeroed(&mut sc.l, g),
-            o: zeroed(&mut sc.o, g * dpad),
+            l: zeroed(&mut sc.l, hq),
+            o: zeroed(&mut sc.o, hq * dpad),
             o_rs: dpad,
             head_dim: dd,
         };
         let s = zeroed(&mut sc.s, g * CHUNK);
         let vp = zeroed(&mut sc.vp, CHUNK * dpad);
-        for c0 in (part.u0..part.u1).step_by(CHUNK) {
-            let c1 = (c0 + CHUNK).min(part.u1);
-            let nt = c1 - c0;
-            // Walk the chunk one cache block segment at a time.
-            let mut t = c0;
-            while t < c1 {
-                let block = p.host_block_tables[part.b * p.max_blocks + t / bs] as usize;
-                let slot = t % bs;
-                let seg = (bs - slot).min(c1 - t);
-                let base = ((block * bs + slot) * hkv + part.kvh) * dd;
-                let col = t - c0;
-                for jt in (0..seg).step_by(dnr) {
+        // Walk the partition one cache-block segment at a time (all kv
+        // heads of a token are contiguous, so a segment is one contiguous
+        // run of the cache), prefetching the next segment: blocks are
+        // scattered, the hardware prefetcher cannot guess them.
+        let mut t = part.u0;
+        while t < part.u1 {
+            let (base, nt) = segment(t, part.u1);
+            if t + nt < part.u1 {
+                let (nbase, nnt) = segment(t + nt, part.u1);
+                ek.prefetch_rows(&kc[nbase..], 0, (1, nnt * row_stride));
+                ek.prefetch_rows(&vc[nbase..], 0, (1, nnt * row_stride));
+            }
+            for kvh in 0..hkv {
+                let head = base + kvh * dd;
+                let rows = kvh * g..(kvh + 1) * g;
+                // Scores of the group's query heads against the segment.
+                for jt in (0..nt).step_by(dnr) {
                     for it in (0..g).step_by(dmr) {
                         ek.dot_tile(DotTile {
                             k: dd,
-                            x: &qf[it * dd..],
+                            x: &qf[(kvh * g + it) * dd..],
                             x_rs: dd,
-                            w: &kc[base + jt * row_stride..],
+                            w: &kc[head + jt * row_stride..],
                             w_rs: row_stride,
-                            out: &mut s[it * CHUNK + col + jt..],
+                            out: &mut s[it * CHUNK + jt..],
                             out_rs: CHUNK,
                             m: dmr.min(g - it),
-                            n: dnr.min(seg - jt),
+                            n: dnr.min(nt - jt),
                         });
                     }
                 }
-                for jj in 0..seg {
+                for (gi, srow) in s.chunks_exact_mut(CHUNK).enumerate() {
+                    kt.scale_softcap(&mut srow[..nt], scale, cap);
+                    state.update(kt, rows.start + gi, &mut srow[..nt], 0, nt);
+                }
+                for jj in 0..nt {
                     ek.widen(
-                        &vc[base + jj * row_stride..][..dd],
-                        &mut vp[(col + jj) * dpad..][..dd],
+                        &vc[head + jj * row_stride..][..dd],
+                        &mut vp[jj * dpad..][..dd],
                     );
                 }
-                t += seg;
+                pv_product(
+                    kt,
+                    g,
+                    nt,
+                    s,
+                    CHUNK,
+                    vp,
+                    dpad,
+                    &mut state.o[rows.start * dpad..rows.end * dpad],
+                );
             }
-            for (gi, srow) in s.chunks_exact_mut(CHUNK).enumerate() {
-                kt.scale_softcap(&mut srow[..nt], scale, cap);
-                state.update(kt, gi, &mut srow[..nt], 0, nt);
-            }
-            pv_product(kt, g, nt, s, CHUNK, vp, dpad, state.o);
+            t += nt;
         }
-        let mut o = vec![0.0f32; g * dd];
-        for (gi, row) in o.chunks_exact_mut(dd).enumerate() {
-            row.copy_from_slice(&state.o[gi * dpad..][..dd]);
+        let mut o = vec![0.0f32; hq * dd];
+        for (h, row) in o.chunks_exact_mut(dd).enumerate() {
+            row.copy_from_slice(&state.o[h * dpad..][..dd]);
         }
         Partial {
             m: state.m.to_vec(),

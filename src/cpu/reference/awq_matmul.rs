@@ -13,7 +13,14 @@ const OP: &str = "awq_matmul";
 /// `y = x · round_x(dequant(W))ᵀ (+ bias)` in f64, for `x` holding M rows of
 /// K values and `y` M rows of N.
 pub fn eval(x: &[f64], weight: &AwqWeight, x_dtype: DType, bias: Option<&[f64]>) -> Vec<f64> {
-    linear_eval(x, &weight.dequantize_f32(), weight.n(), weight.k(), x_dtype, bias)
+    linear_eval(
+        x,
+        &weight.dequantize_f32(),
+        weight.n(),
+        weight.k(),
+        x_dtype,
+        bias,
+    )
 }
 
 pub fn run(problem: &AwqMatmulProblem<'_>) -> Result<()> {

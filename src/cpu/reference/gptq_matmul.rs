@@ -16,7 +16,14 @@ const OP: &str = "gptq_matmul";
 /// `y = x · round_x(dequant(W))ᵀ (+ bias)` in f64, for `x` holding M rows of
 /// K values (already in x's dtype) and `y` M rows of N.
 pub fn eval(x: &[f64], weight: &GptqWeight, x_dtype: DType, bias: Option<&[f64]>) -> Vec<f64> {
-    linear_eval(x, &weight.dequantize_f32(), weight.n(), weight.k(), x_dtype, bias)
+    linear_eval(
+        x,
+        &weight.dequantize_f32(),
+        weight.n(),
+        weight.k(),
+        x_dtype,
+        bias,
+    )
 }
 
 /// The quantized matmuls' common definition, given the f32 dequantized

@@ -59,6 +59,8 @@ pub(crate) struct ScaleMulRaw<E> {
     pub n: usize,
     pub inv: f32,
     pub offset: f32,
+    /// Non-temporal stores for f32 outputs.
+    pub stream: bool,
 }
 
 /// `C[m×n] (+)= A[MR×kc]·B[kc×(NV·LANES)]`, an `MR × NV` register tile.
@@ -69,16 +71,21 @@ pub(crate) struct ScaleMulRaw<E> {
 /// `b + k·b_rs` readable; for `i < m`, `j < n`: `c + i·c_rs + j` readable and
 /// writable, and no other reference to those elements is live.
 #[inline(always)]
-pub(crate) unsafe fn gemm_tile<S: Simd, const MR: usize, const NV: usize>(
-    s: S,
-    t: &GemmTileRaw,
-) {
+pub(crate) unsafe fn gemm_tile<S: Simd, const MR: usize, const NV: usize>(s: S, t: &GemmTileRaw) {
     let lanes = S::LANES;
     let zero = s.splat(0.0);
     let mut acc = [[zero; NV]; MR];
     // Rows past m re-read row m − 1: no out-of-bounds read, same speed.
-    let rows: [*const f32; MR] =
-        std::array::from_fn(|i| t.a.wrapping_add(i.min(t.m - 1) * t.a_rs));
+    let rows: [*const f32; MR] = std::array::from_fn(|i| t.a.wrapping_add(i.min(t.m - 1) * t.a_rs));
+    // Fetch the C tile while the k loop runs (C rows are far apart and
+    // usually out of cache when K spans several blocks).
+    if t.accumulate {
+        for i in 0..t.m {
+            let row = t.c.wrapping_add(i * t.c_rs);
+            s.prefetch(row);
+            s.prefetch(row.wrapping_add(t.n - 1));
+        }
+    }
     let mut b = t.b;
     let mut ka = 0;
     for _ in 0..t.kc {
@@ -139,8 +146,7 @@ pub(crate) unsafe fn dot_tile<S: Simd, E: Elem, const MR: usize, const NR: usize
 ) {
     let lanes = S::LANES;
     let kv = t.k - t.k % lanes;
-    let xr: [*const f32; MR] =
-        std::array::from_fn(|i| t.x.wrapping_add(i.min(t.m - 1) * t.x_rs));
+    let xr: [*const f32; MR] = std::array::from_fn(|i| t.x.wrapping_add(i.min(t.m - 1) * t.x_rs));
     let wr: [*const E; NR] = std::array::from_fn(|j| t.w.wrapping_add(j.min(t.n - 1) * t.w_rs));
     let zero = s.splat(0.0);
     let mut acc = [[zero; NR]; MR];
@@ -206,7 +212,13 @@ pub(crate) unsafe fn gemv_kn<S: Simd, E: Elem, const NV: usize>(s: S, t: &GemvKn
         let mut acc = zero;
         for r in 0..t.k {
             // SAFETY: r < k; columns j .. j + LANES ≤ n of row r.
-            unsafe { acc = s.fma(s.splat(*t.x.add(r)), E::load(s, t.b.add(r * t.b_rs + j)), acc) };
+            unsafe {
+                acc = s.fma(
+                    s.splat(*t.x.add(r)),
+                    E::load(s, t.b.add(r * t.b_rs + j)),
+                    acc,
+                )
+            };
         }
         // SAFETY: j + LANES ≤ n.
         unsafe { s.store(t.out.add(j), acc) };
@@ -241,6 +253,64 @@ pub(crate) unsafe fn widen<S: Simd, E: Elem>(s: S, src: *const E, dst: *mut f32,
         // SAFETY: i < n.
         unsafe { *dst.add(i) = (*src.add(i)).to_f32() };
         i += 1;
+    }
+}
+
+/// Arguments of [`widen_rows`].
+pub(crate) struct WidenRowsRaw<E> {
+    pub src: *const E,
+    pub src_rs: usize,
+    pub dst: *mut f32,
+    pub dst_rs: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// `dst[r·dst_rs + j] = src[r·src_rs + j] as f32` for `r < rows`,
+/// `j < cols`, prefetching the source rows a few ahead (packing reads
+/// matrices that are usually in L3 or memory, one short segment per row).
+///
+/// # Safety
+/// Rows `r < rows` of `src` readable and of `dst` writable for `cols`
+/// elements.
+#[inline(always)]
+pub(crate) unsafe fn widen_rows<S: Simd, E: Elem>(s: S, t: &WidenRowsRaw<E>) {
+    const AHEAD: usize = 6;
+    let line = 64 / size_of::<E>();
+    for r in 0..t.rows {
+        if r + AHEAD < t.rows {
+            let ahead = t.src.wrapping_add((r + AHEAD) * t.src_rs);
+            let mut j = 0;
+            while j < t.cols {
+                s.prefetch(ahead.wrapping_add(j).cast());
+                j += line;
+            }
+            s.prefetch(ahead.wrapping_add(t.cols - 1).cast());
+        }
+        // SAFETY: row r of src and dst hold cols elements.
+        unsafe { widen(s, t.src.add(r * t.src_rs), t.dst.add(r * t.dst_rs), t.cols) };
+    }
+}
+
+/// Prefetches (into L2) every cache line of rows `r < rows` (`cols` elements at
+/// `src + r·rs`). Safe for any address: a prefetch never faults.
+#[inline(always)]
+pub(crate) fn prefetch_rows<S: Simd, E: Elem>(
+    s: S,
+    src: *const E,
+    rs: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let line = 64 / size_of::<E>();
+    for r in 0..rows {
+        let row = src.wrapping_add(r * rs);
+        let mut j = 0;
+        while j < cols {
+            s.prefetch_l2(row.wrapping_add(j).cast());
+            j += line;
+        }
+        s.prefetch_l2(row.wrapping_add(cols - 1).cast());
     }
 }
 
@@ -326,6 +396,31 @@ pub(crate) unsafe fn scale_mul<S: Simd, E: Elem>(s: S, t: &ScaleMulRaw<E>) {
     let lanes = S::LANES;
     let (inv, off) = (s.splat(t.inv), s.splat(t.offset));
     let mut i = 0;
+    if t.stream && E::DTYPE == crate::dtype::DType::F32 {
+        // E is f32: plain stores up to a 4·LANES-byte boundary, then
+        // non-temporal stores, then a fence.
+        let out = t.out.cast::<f32>();
+        let head = out.align_offset(4 * lanes).min(t.n);
+        while i < head {
+            // SAFETY: i < n.
+            unsafe {
+                let x = (*t.x.add(i)).to_f32();
+                let w = (*t.w.add(i)).to_f32();
+                *out.add(i) = x * t.inv * (w + t.offset);
+            }
+            i += 1;
+        }
+        while i + lanes <= t.n {
+            // SAFETY: i + LANES ≤ n; out + i is aligned (loop above).
+            unsafe {
+                let x = E::load(s, t.x.add(i));
+                let w = E::load(s, t.w.add(i));
+                s.stream(out.add(i), s.mul(s.mul(x, inv), s.add(w, off)));
+            }
+            i += lanes;
+        }
+        s.store_fence();
+    }
     while i + lanes <= t.n {
         // SAFETY: i + LANES ≤ n.
         unsafe {

@@ -52,7 +52,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use bodies::{DotTileRaw, GemmTileRaw, GemvKnRaw, ScaleMulRaw};
+use bodies::{DotTileRaw, GemmTileRaw, GemvKnRaw, ScaleMulRaw, WidenRowsRaw};
 
 /// The most f32 columns any level's GEMM tile has (AVX-512: 2 × 16).
 pub(crate) const MAX_NR: usize = 64;
@@ -86,6 +86,11 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn select_lt(self, a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V;
     fn reduce_sum(self, v: Self::V) -> f32;
     fn reduce_max(self, v: Self::V) -> f32;
+    /// Hints that the cache line holding `p` will be read soon. Never
+    /// faults and has no architectural effect, so any address is fine.
+    fn prefetch(self, p: *const f32);
+    /// As [`Simd::prefetch`], into L2 only (for streams read a little later).
+    fn prefetch_l2(self, p: *const f32);
 
     /// # Safety
     /// `p` must be valid for reading `LANES` f32 (no alignment needed).
@@ -93,6 +98,14 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` must be valid for writing `LANES` f32 (no alignment needed).
     unsafe fn store(self, p: *mut f32, v: Self::V);
+    /// A non-temporal store (bypasses the caches, no read for ownership).
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `LANES` f32 and aligned to `4·LANES`
+    /// bytes; call [`Simd::store_fence`] before other threads read them.
+    unsafe fn stream(self, p: *mut f32, v: Self::V);
+    /// Orders earlier non-temporal stores before later stores.
+    fn store_fence(self);
     /// # Safety
     /// `p` must be valid for reading `LANES` u16.
     unsafe fn load_f16(self, p: *const u16) -> Self::V;
@@ -118,7 +131,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
         p = self.fma(p, r, self.splat(8.333_452e-3));
         p = self.fma(p, r, self.splat(4.166_579_6e-2));
         p = self.fma(p, r, self.splat(1.666_666_5e-1));
-        p = self.fma(p, r, self.splat(5.000_000_1e-1));
+        p = self.fma(p, r, self.splat(0.5));
         let p = self.fma(p, self.mul(r, r), self.add(r, self.splat(1.0)));
         let e = self.mul(p, self.pow2i(n));
         self.select_lt(x, self.splat(-87.3), self.splat(0.0), e)
@@ -309,6 +322,8 @@ pub(crate) struct ElemKernels<E> {
     dot_nr: usize,
     gemv_nr: usize,
     widen: unsafe fn(*const E, *mut f32, usize),
+    widen_rows: unsafe fn(&WidenRowsRaw<E>),
+    prefetch_rows: unsafe fn(*const E, usize, usize, usize),
     narrow: unsafe fn(*const f32, *const f32, *mut E, usize),
     dot_tile: unsafe fn(&DotTileRaw<E>),
     gemv_dot: unsafe fn(&DotTileRaw<E>),
@@ -431,6 +446,46 @@ impl<E: Elem> ElemKernels<E> {
         unsafe { (self.widen)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
     }
 
+    /// `dst[r·dst_rs ..][.. cols] = src[r·src_rs ..][.. cols]` widened, for
+    /// `r < rows`, prefetching source rows ahead.
+    pub(crate) fn widen_rows(
+        &self,
+        src: &[E],
+        src_rs: usize,
+        dst: &mut [f32],
+        dst_rs: usize,
+        (rows, cols): (usize, usize),
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        assert!((rows - 1) * src_rs + cols <= src.len());
+        assert!(dst_rs >= cols && (rows - 1) * dst_rs + cols <= dst.len());
+        let raw = WidenRowsRaw {
+            src: src.as_ptr(),
+            src_rs,
+            dst: dst.as_mut_ptr(),
+            dst_rs,
+            rows,
+            cols,
+        };
+        // SAFETY: features detected; every row r < rows of src and dst
+        // holds cols elements (checked); dst rows do not overlap.
+        unsafe { (self.widen_rows)(&raw) }
+    }
+
+    /// Hints that rows `r < rows` of `src` (row stride `rs`, `cols`
+    /// elements each) will be read soon: one prefetch per cache line.
+    pub(crate) fn prefetch_rows(&self, src: &[E], rs: usize, (rows, cols): (usize, usize)) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        assert!((rows - 1) * rs + cols <= src.len());
+        // SAFETY: features detected; the rows lie inside src (checked),
+        // and a prefetch reads nothing architecturally anyway.
+        unsafe { (self.prefetch_rows)(src.as_ptr(), rs, rows, cols) }
+    }
+
     /// `dst[i] = round(src[i] + add[i])` (`add` empty: no addition).
     pub(crate) fn narrow(&self, src: &[f32], add: &[f32], dst: &mut [E]) {
         assert!(dst.len() >= src.len());
@@ -508,8 +563,19 @@ impl<E: Elem> ElemKernels<E> {
         unsafe { (self.sum_squares)(x.as_ptr(), x.len()) }
     }
 
-    /// `out = round(x · inv · (w + offset))`, elementwise.
-    pub(crate) fn scale_mul(&self, x: &[E], w: &[E], out: &mut [E], inv: f32, offset: f32) {
+    /// `out = round(x · inv · (w + offset))`, elementwise; `stream` writes
+    /// f32 outputs with non-temporal stores (for outputs far larger than
+    /// the caches: no read for ownership).
+    #[allow(clippy::too_many_arguments)] // three rows and three scalars
+    pub(crate) fn scale_mul(
+        &self,
+        x: &[E],
+        w: &[E],
+        out: &mut [E],
+        inv: f32,
+        offset: f32,
+        stream: bool,
+    ) {
         let n = x.len();
         assert!(w.len() >= n && out.len() >= n);
         let raw = ScaleMulRaw {
@@ -519,6 +585,7 @@ impl<E: Elem> ElemKernels<E> {
             n,
             inv,
             offset,
+            stream,
         };
         // SAFETY: features detected; n elements of x, w and out in bounds.
         unsafe { (self.scale_mul)(&raw) }
@@ -560,7 +627,7 @@ macro_rules! isa_table {
         use half::{bf16, f16};
 
         use crate::cpu::simd::bodies::{
-            self as kernels, DotTileRaw, GemmTileRaw, GemvKnRaw, ScaleMulRaw,
+            self as kernels, DotTileRaw, GemmTileRaw, GemvKnRaw, ScaleMulRaw, WidenRowsRaw,
         };
         use crate::cpu::simd::{Elem, ElemKernels, Kernels, Simd};
 
@@ -598,6 +665,17 @@ macro_rules! isa_table {
         unsafe fn widen<E: Elem>(src: *const E, dst: *mut f32, n: usize) {
             // SAFETY: see the contract above.
             unsafe { kernels::widen(<$S>::new_unchecked(), src, dst, n) }
+        }
+        $(#[$attr])*
+        unsafe fn widen_rows<E: Elem>(t: &WidenRowsRaw<E>) {
+            // SAFETY: see the contract above.
+            unsafe { kernels::widen_rows(<$S>::new_unchecked(), t) }
+        }
+        $(#[$attr])*
+        unsafe fn prefetch_rows<E: Elem>(src: *const E, rs: usize, rows: usize, cols: usize) {
+            // SAFETY: see the contract above.
+            let s = unsafe { <$S>::new_unchecked() };
+            kernels::prefetch_rows(s, src, rs, rows, cols)
         }
         $(#[$attr])*
         unsafe fn narrow<E: Elem>(src: *const f32, add: *const f32, dst: *mut E, n: usize) {
@@ -641,6 +719,8 @@ macro_rules! isa_table {
                 dot_nr: $dnr,
                 gemv_nr: $gnr,
                 widen: widen::<E>,
+                widen_rows: widen_rows::<E>,
+                prefetch_rows: prefetch_rows::<E>,
                 narrow: narrow::<E>,
                 dot_tile: dot_tile::<E>,
                 gemv_dot: gemv_dot::<E>,

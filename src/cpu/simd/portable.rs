@@ -83,6 +83,10 @@ impl Simd for Portable {
         v.into_iter().fold(f32::NEG_INFINITY, f32::max)
     }
     #[inline(always)]
+    fn prefetch(self, _p: *const f32) {}
+    #[inline(always)]
+    fn prefetch_l2(self, _p: *const f32) {}
+    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> V8 {
         // SAFETY: the caller guarantees 8 readable floats.
         unsafe { p.cast::<V8>().read_unaligned() }
@@ -93,6 +97,13 @@ impl Simd for Portable {
         unsafe { p.cast::<V8>().write_unaligned(v) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32, v: V8) {
+        // SAFETY: forwarded precondition (a plain store).
+        unsafe { self.store(p, v) }
+    }
+    #[inline(always)]
+    fn store_fence(self) {}
+    #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> V8 {
         // SAFETY: the caller guarantees 8 readable u16.
         let bits = unsafe { p.cast::<[u16; 8]>().read_unaligned() };
@@ -101,7 +112,10 @@ impl Simd for Portable {
     #[inline(always)]
     unsafe fn store_f16(self, p: *mut u16, v: V8) {
         // SAFETY: the caller guarantees 8 writable u16.
-        unsafe { p.cast::<[u16; 8]>().write_unaligned(v.map(|x| f16::from_f32(x).to_bits())) }
+        unsafe {
+            p.cast::<[u16; 8]>()
+                .write_unaligned(v.map(|x| f16::from_f32(x).to_bits()))
+        }
     }
     #[inline(always)]
     unsafe fn load_bf16(self, p: *const u16) -> V8 {
@@ -112,7 +126,10 @@ impl Simd for Portable {
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: V8) {
         // SAFETY: the caller guarantees 8 writable u16.
-        unsafe { p.cast::<[u16; 8]>().write_unaligned(v.map(|x| bf16::from_f32(x).to_bits())) }
+        unsafe {
+            p.cast::<[u16; 8]>()
+                .write_unaligned(v.map(|x| bf16::from_f32(x).to_bits()))
+        }
     }
 }
 

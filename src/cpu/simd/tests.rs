@@ -77,7 +77,12 @@ fn gemm_tile_matches_scalar() {
                     for k in 0..kc {
                         want += a[i * a_rs + k * a_cs] as f64 * b[k * b_rs + j] as f64;
                     }
-                    close(c[idx], want, 1e-5, &format!("{:?} gemm ({i},{j})", kt.level));
+                    close(
+                        c[idx],
+                        want,
+                        1e-5,
+                        &format!("{:?} gemm ({i},{j})", kt.level),
+                    );
                 }
             }
         }
@@ -117,7 +122,12 @@ fn dot_case<E: Elem>(kt: &Kernels, rng: &mut Rng) {
                 let want: f64 = (0..k)
                     .map(|r| x[i * x_rs + r] as f64 * w[j * w_rs + r].to_f32() as f64)
                     .sum();
-                close(out[i * out_rs + j], want, 1e-5, &format!("{:?} dot", kt.level));
+                close(
+                    out[i * out_rs + j],
+                    want,
+                    1e-5,
+                    &format!("{:?} dot", kt.level),
+                );
             }
         }
     }
@@ -182,7 +192,13 @@ fn special_values() -> Vec<f32> {
         -3.4e38,
     ];
     // Exact bf16 / f16 ties and their neighbours.
-    for bits in [0x3f80_8000u32, 0x3f81_8000, 0x3f80_8001, 0x3f80_1000, 0x3f80_3000] {
+    for bits in [
+        0x3f80_8000u32,
+        0x3f81_8000,
+        0x3f80_8001,
+        0x3f80_1000,
+        0x3f80_3000,
+    ] {
         v.push(f32::from_bits(bits));
     }
     let mut rng = Rng(3);
@@ -234,12 +250,15 @@ fn norm_case<E: Elem>(kt: &Kernels, rng: &mut Rng) {
         let w: Vec<E> = rng.vec(n).into_iter().map(E::from_f32).collect();
         let want: f64 = x.iter().map(|v| (v.to_f32() as f64).powi(2)).sum();
         close(ek.sum_squares(&x), want, 1e-5, "sum_squares");
-        let mut out = vec![E::from_f32(0.0); n];
-        ek.scale_mul(&x, &w, &mut out, 0.75, 1.0);
-        for i in 0..n {
-            let want = x[i].to_f32() as f64 * 0.75 * (w[i].to_f32() as f64 + 1.0);
-            let tol = 2.0 * E::DTYPE.unit_roundoff() + 1e-6;
-            close(out[i].to_f32(), want, tol, "scale_mul");
+        for stream in [false, true] {
+            let mut out = vec![E::from_f32(0.0); n + 1];
+            // Offset by one element so the streamed part must align itself.
+            ek.scale_mul(&x, &w, &mut out[1..], 0.75, 1.0, stream);
+            for i in 0..n {
+                let want = x[i].to_f32() as f64 * 0.75 * (w[i].to_f32() as f64 + 1.0);
+                let tol = 2.0 * E::DTYPE.unit_roundoff() + 1e-6;
+                close(out[i + 1].to_f32(), want, tol, "scale_mul");
+            }
         }
         let mut res: Vec<E> = rng.vec(n).into_iter().map(E::from_f32).collect();
         let before = res.clone();

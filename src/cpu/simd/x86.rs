@@ -126,6 +126,17 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // SAFETY: a prefetch never faults and has no architectural effect,
+        // whatever the address; SSE is baseline on x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const f32) {
+        // SAFETY: as `prefetch`.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> __m256 {
         // SAFETY: AVX present (token); 8 readable floats (caller).
         unsafe { _mm256_loadu_ps(p) }
@@ -134,6 +145,17 @@ impl Simd for Avx2 {
     unsafe fn store(self, p: *mut f32, v: __m256) {
         // SAFETY: AVX present (token); 8 writable floats (caller).
         unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn stream(self, p: *mut f32, v: __m256) {
+        // SAFETY: AVX present (token); 8 writable, 32-byte aligned floats
+        // (caller).
+        unsafe { _mm256_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    fn store_fence(self) {
+        // SAFETY: SSE is baseline on x86-64.
+        unsafe { _mm_sfence() }
     }
     #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> __m256 {
@@ -250,6 +272,17 @@ impl Simd for Avx512 {
         unsafe { _mm512_reduce_max_ps(v) }
     }
     #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // SAFETY: a prefetch never faults and has no architectural effect,
+        // whatever the address; SSE is baseline on x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const f32) {
+        // SAFETY: as `prefetch`.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> __m512 {
         // SAFETY: AVX-512F present (token); 16 readable floats (caller).
         unsafe { _mm512_loadu_ps(p) }
@@ -260,6 +293,17 @@ impl Simd for Avx512 {
         unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32, v: __m512) {
+        // SAFETY: AVX-512F present (token); 16 writable, 64-byte aligned
+        // floats (caller).
+        unsafe { _mm512_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    fn store_fence(self) {
+        // SAFETY: SSE is baseline on x86-64.
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> __m512 {
         // SAFETY: AVX-512F present (token); 16 readable u16 (caller).
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
@@ -267,9 +311,7 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn store_f16(self, p: *mut u16, v: __m512) {
         // SAFETY: AVX-512F present (token); 16 writable u16 (caller).
-        unsafe {
-            _mm256_storeu_si256(p.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
-        }
+        unsafe { _mm256_storeu_si256(p.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
     }
     #[inline(always)]
     unsafe fn load_bf16(self, p: *const u16) -> __m512 {
