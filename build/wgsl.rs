@@ -264,7 +264,13 @@ pub fn run(manifest_dir: &Path, out_dir: &Path) -> Result<(), String> {
                 .map(|(p, v)| format!("{}={v}", p.name))
                 .collect();
             let full = format!("{prelude}{common}\n{library_text}{source}");
-            let module = validate(&file, &label.join(" "), &full)?;
+            let kernel_start = full.lines().count() - source.lines().count() + 1;
+            let module = validate(&file, &label.join(" "), &full).map_err(|e| {
+                format!(
+                    "{e}\n(line numbers count in the composed variant: prelude, common.wgsl, \
+                     included libraries, then {file} from line {kernel_start})"
+                )
+            })?;
             first.get_or_insert(module);
         }
         let module = first.expect("at least one variant");

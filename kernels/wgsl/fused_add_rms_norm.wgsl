@@ -2,12 +2,16 @@
 // y = rms_norm(residual) · (weight + weight_offset), for f32, f16, bf16 (DT).
 //
 // Work split: as rms_norm.wgsl, one workgroup of 256 threads per row. Pass 1:
-// each thread forms the sum for its columns (lid, lid + 256, ...), rounds it
-// to DT (the contract: the rounded sum is what is stored and normalized),
-// writes it to `residual` and accumulates its square in f32. A tree
-// reduction gives the row's mean square. Pass 2: each thread re-reads the
-// rounded sums it wrote itself and writes y. `residual` is read and written
-// through atomics because 16-bit neighbours share a word with other threads.
+// each thread forms the sum for its columns, rounds it to DT (the contract:
+// the rounded sum is what is stored and normalized), writes it to
+// `residual` and accumulates its square in f32. A tree reduction gives the
+// row's mean square; a storage barrier publishes the new residual to the
+// whole workgroup. Pass 2: each thread reads the rounded sums and writes y.
+// For 16-bit dtypes both passes work on whole words of the buffer they
+// write (two columns, one plain atomic store), with read-modify-write
+// atomics only on the edge words a row may share with its neighbours; the
+// word partitions of `residual` and `out` differ when their offsets differ
+// in parity, hence the barrier rather than thread-private reuse.
 //
 // Limits: 256 invocations, 1 KiB of workgroup memory; u32 indices.
 //
@@ -76,11 +80,35 @@ fn main(
         return;
     }
     let base = row * p.hidden;
+    let rb = p.res_off + base;
     var sum = 0.0;
-    for (var c = lid; c < p.hidden; c += WG) {
-        let s = round_dt(ld_x(p.x_off + base + c) + ld_res(p.res_off + base + c));
-        st_res(p.res_off + base + c, s);
-        sum += s * s;
+    if (DT == DT_F32) {
+        for (var c = lid; c < p.hidden; c += WG) {
+            let s = ld_x(p.x_off + base + c) + ld_res(rb + c);
+            st_res(rb + c, s);
+            sum += s * s;
+        }
+    } else {
+        let last = (rb + p.hidden - 1u) >> 1u;
+        for (var wi = (rb >> 1u) + lid; wi <= last; wi += WG) {
+            let e0 = wi << 1u;
+            if (e0 >= rb && e0 + 1u < rb + p.hidden) {
+                let c = e0 - rb;
+                let old = atomicLoad(&residual[wi]);
+                let lo = encode16(ld_x(p.x_off + base + c) + decode(old, 0u));
+                let hi = encode16(ld_x(p.x_off + base + c + 1u) + decode(old, 1u));
+                atomicStore(&residual[wi], lo | (hi << 16u));
+                let s0 = decode(lo, 0u);
+                let s1 = decode(hi, 0u);
+                sum += s0 * s0 + s1 * s1;
+            } else {
+                // An edge word: one element of this row, the other a neighbour's.
+                let e = select(e0, e0 + 1u, e0 < rb);
+                let s = round_dt(ld_x(p.x_off + base + e - rb) + ld_res(e));
+                st_res(e, s);
+                sum += s * s;
+            }
+        }
     }
     partial[lid] = sum;
     workgroupBarrier();
@@ -90,9 +118,32 @@ fn main(
         }
         workgroupBarrier();
     }
+    // Every thread's residual writes are visible to the whole workgroup.
+    storageBarrier();
     let inv_rms = 1.0 / sqrt(partial[0] / f32(p.hidden) + p.eps);
-    for (var c = lid; c < p.hidden; c += WG) {
-        let s = ld_res(p.res_off + base + c);
-        st_out(p.out_off + base + c, s * inv_rms * (ld_w(p.w_off + c) + p.weight_offset));
+    let ob = p.out_off + base;
+    if (DT == DT_F32) {
+        for (var c = lid; c < p.hidden; c += WG) {
+            st_out(ob + c, y(rb, c, inv_rms));
+        }
+        return;
     }
+    let last = (ob + p.hidden - 1u) >> 1u;
+    for (var wi = (ob >> 1u) + lid; wi <= last; wi += WG) {
+        let e0 = wi << 1u;
+        if (e0 >= ob && e0 + 1u < ob + p.hidden) {
+            let c = e0 - ob;
+            let lo = encode16(y(rb, c, inv_rms));
+            let hi = encode16(y(rb, c + 1u, inv_rms));
+            atomicStore(&out[wi], lo | (hi << 16u));
+        } else {
+            let e = select(e0, e0 + 1u, e0 < ob);
+            st_out(e, y(rb, e - ob, inv_rms));
+        }
+    }
+}
+
+// Output column c, from the rounded sum stored in the residual row at `rb`.
+fn y(rb: u32, c: u32, inv_rms: f32) -> f32 {
+    return ld_res(rb + c) * inv_rms * (ld_w(p.w_off + c) + p.weight_offset);
 }

@@ -8,13 +8,13 @@
 // formed in f32 (exact for 16-bit scales) and rounded to DT — the contract
 // of ops/gptq_matmul.rs — then the product accumulates in f32.
 //
-// Work split: linear_tile.wgsl's 64×64 tiles (16×16 threads, 4×4 outputs
-// each); the B loader dequantizes one element per load, ordered along N
-// (qweight's contiguous dim). Words are re-read by the pf threads that share
-// them (they hit the cache); a real-GPU version would unpack a word per
-// thread.
+// Work split: linear_tile.wgsl's tiles (64×64, or 4×256 when SKINNY, for
+// decode-sized M), 256 threads; the B loader dequantizes one element per
+// load, ordered along N (qweight's contiguous dim). Words are re-read by the
+// pf threads that share them (they hit the cache); a real-GPU version would
+// unpack a word per thread.
 //
-// Limits: BITS 4 or 8; 7 storage buffers; 256 invocations, 8 KiB of
+// Limits: BITS 4 or 8; 7 storage buffers; 256 invocations, 12 KiB of
 // workgroup memory; u32 indices.
 //
 // @include linear_tile.wgsl
@@ -22,6 +22,7 @@
 // @const SDT: u32 = 0 | 1 | 2
 // @const BITS: u32 = 4 | 8
 // @const HAS_BIAS: bool = false | true
+// @const SKINNY: bool = false | true
 
 struct Params {
     m: u32,
@@ -79,34 +80,23 @@ fn st_out(i: u32, v: f32) {
     atomicOr(&out[i >> 1u], encode16(v) << sh);
 }
 
-@compute @workgroup_size(16, 16, 1)
+fn tile_store(row: u32, col: u32, acc: f32) {
+    var v = acc;
+    if (HAS_BIAS) {
+        v += decode(bias[widx(p.bias_off + col)], p.bias_off + col);
+    }
+    st_out(p.out_off + row * p.n + col, v);
+}
+
+@compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
     if (tile >= p.num_tiles) {
         return;
     }
-    let row0 = (tile / p.tiles_n) * TILE;
-    let col0 = (tile % p.tiles_n) * TILE;
-    var acc = linear_tile(p.m, p.n, p.k, row0, col0, lid3.x, lid3.y, lid);
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid3.y + 16u * i;
-        if (row >= p.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid3.x + 16u * j;
-            if (col < p.n) {
-                var v = acc[i][j];
-                if (HAS_BIAS) {
-                    v += decode(bias[widx(p.bias_off + col)], p.bias_off + col);
-                }
-                st_out(p.out_off + row * p.n + col, v);
-            }
-        }
-    }
+    linear_run(tile, p.tiles_n, p.m, p.n, p.k, lid);
 }

@@ -2,20 +2,21 @@
 // B is [b,K,N] (B_NK = false) or linear-layer weights [b,N,K] (B_NK = true),
 // and broadcasts over the batch when its batch stride is 0.
 //
-// Work split: one workgroup of 16×16 threads per 64×64 tile of C, computed
-// by linear_tile.wgsl (16-deep slabs of A and B staged in workgroup memory
-// as f32, 4×4 outputs per thread, f32 accumulation). The bias is added last
-// and C is rounded once to DT. Tiles are numbered (batch, tile row, tile
-// col) on a 2-D grid (x ≤ 65535), so the tile count is not bound by the
+// Work split: one workgroup of 256 threads per tile of C (64×64, or 4×256
+// when SKINNY), computed by linear_tile.wgsl (slabs of A and B staged in
+// workgroup memory as f32, f32 accumulation). The bias is added last and C
+// is rounded once to DT. Tiles are numbered (batch, tile row, tile col) on
+// a 2-D grid (x ≤ 65535), so the tile count is not bound by the
 // per-dimension dispatch limit.
 //
-// Limits: 256 invocations and 8 KiB of workgroup memory (WebGPU defaults);
-// u32 indices (ops/ caps tensors at 2^31 − 1 elements).
+// Limits: 256 invocations and 12 KiB of workgroup memory (WebGPU defaults:
+// 256, 16 KiB); u32 indices (ops/ caps tensors at 2^31 − 1 elements).
 //
 // @include linear_tile.wgsl
 // @const DT: u32 = 0 | 1 | 2
 // @const B_NK: bool = false | true
 // @const HAS_BIAS: bool = false | true
+// @const SKINNY: bool = false | true
 
 struct Params {
     m: u32,
@@ -40,9 +41,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<atomic<u32>>;
 
 const B_K_FAST: bool = B_NK;
-// First element of this workgroup's batch in A and B.
+// First element of this workgroup's batch in A, B and C.
 var<private> a_base: u32;
 var<private> b_base: u32;
+var<private> out_base: u32;
 
 
 fn tile_a(row: u32, k: u32) -> f32 {
@@ -70,11 +72,18 @@ fn st_out(i: u32, v: f32) {
     atomicOr(&out[i >> 1u], encode16(v) << sh);
 }
 
-@compute @workgroup_size(16, 16, 1)
+fn tile_store(row: u32, col: u32, acc: f32) {
+    var v = acc;
+    if (HAS_BIAS) {
+        v += decode(bias[widx(p.bias_off + col)], p.bias_off + col);
+    }
+    st_out(out_base + row * p.n + col, v);
+}
+
+@compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let tile = wid.x + wid.y * nwg.x;
@@ -83,28 +92,8 @@ fn main(
     }
     let per_batch = p.tiles_m * p.tiles_n;
     let batch = tile / per_batch;
-    let rem = tile % per_batch;
-    let row0 = (rem / p.tiles_n) * TILE;
-    let col0 = (rem % p.tiles_n) * TILE;
     a_base = p.a_off + batch * p.m * p.k;
     b_base = p.b_off + batch * p.b_batch_stride;
-    var acc = linear_tile(p.m, p.n, p.k, row0, col0, lid3.x, lid3.y, lid);
-
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid3.y + 16u * i;
-        if (row >= p.m) {
-            continue;
-        }
-        let out_row = p.out_off + (batch * p.m + row) * p.n;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid3.x + 16u * j;
-            if (col < p.n) {
-                var v = acc[i][j];
-                if (HAS_BIAS) {
-                    v += decode(bias[widx(p.bias_off + col)], p.bias_off + col);
-                }
-                st_out(out_row + col, v);
-            }
-        }
-    }
+    out_base = p.out_off + batch * p.m * p.n;
+    linear_run(tile % per_batch, p.tiles_n, p.m, p.n, p.k, lid);
 }

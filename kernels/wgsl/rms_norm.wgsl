@@ -4,9 +4,11 @@
 // Work split: one workgroup of 256 threads per row. Each thread sums the
 // squares of columns lid, lid + 256, ... in f32; a tree reduction in
 // workgroup memory gives the row's sum; then each thread scales and writes
-// its columns. `weight + weight_offset` is formed in f32 and the result is
-// rounded once to DT. Rows are numbered on a 2-D grid (x ≤ 65535), so any
-// row count up to 65535² works.
+// its columns — for 16-bit dtypes whole output words (two columns, one
+// plain atomic store), with read-modify-write atomics only on the two edge
+// words a row may share with its neighbours. `weight + weight_offset` is
+// formed in f32 and the result is rounded once to DT. Rows are numbered on
+// a 2-D grid (x ≤ 65535), so any row count up to 65535² works.
 //
 // Limits: 256 invocations and 1 KiB of workgroup memory (WebGPU defaults);
 // u32 indices (ops/ caps tensors at 2^31 − 1 elements).
@@ -75,8 +77,30 @@ fn main(
         workgroupBarrier();
     }
     let inv_rms = 1.0 / sqrt(partial[0] / f32(p.hidden) + p.eps);
-    for (var c = lid; c < p.hidden; c += WG) {
-        let v = ld_x(p.x_off + base + c);
-        st_out(p.out_off + base + c, v * inv_rms * (ld_w(p.w_off + c) + p.weight_offset));
+    let ob = p.out_off + base;
+    if (DT == DT_F32) {
+        for (var c = lid; c < p.hidden; c += WG) {
+            st_out(ob + c, y(base, c, inv_rms));
+        }
+        return;
     }
+    let last = (ob + p.hidden - 1u) >> 1u;
+    for (var wi = (ob >> 1u) + lid; wi <= last; wi += WG) {
+        let e0 = wi << 1u;
+        if (e0 >= ob && e0 + 1u < ob + p.hidden) {
+            let c = e0 - ob;
+            let lo = encode16(y(base, c, inv_rms));
+            let hi = encode16(y(base, c + 1u, inv_rms));
+            atomicStore(&out[wi], lo | (hi << 16u));
+        } else {
+            // An edge word: one element of this row, the other a neighbour's.
+            let e = select(e0, e0 + 1u, e0 < ob);
+            st_out(e, y(base, e - ob, inv_rms));
+        }
+    }
+}
+
+// Output column c of the row starting at element `base`.
+fn y(base: u32, c: u32, inv_rms: f32) -> f32 {
+    return ld_x(p.x_off + base + c) * inv_rms * (ld_w(p.w_off + c) + p.weight_offset);
 }

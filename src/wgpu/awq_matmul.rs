@@ -1,6 +1,6 @@
-//! awq_matmul on wgpu: `kernels/wgsl/awq_matmul.wgsl`, the shared 64×64
-//! GEMM tiles with the interleaved 4-bit weight dequantized (and rounded to
-//! x's dtype) as it is staged.
+//! awq_matmul on wgpu: `kernels/wgsl/awq_matmul.wgsl`, the shared GEMM tiles
+//! (64×64, or 4×256 for decode-sized M) with the interleaved 4-bit weight
+//! dequantized (and rounded to x's dtype) as it is staged.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -8,9 +8,8 @@ use crate::error::{Error, Result};
 use crate::ops::AwqMatmulProblem;
 
 use super::context::{WgpuBackend, dt_code, u32_param};
-use super::gptq_matmul::TILE;
-use super::pipelines::Kernel;
 use super::pipelines::kernels::awq_matmul;
+use super::pipelines::{Kernel, LinearGrid};
 
 const OP: &str = "awq_matmul";
 
@@ -48,8 +47,9 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &AwqMatmulProblem<'_>) -> Resu
         return Ok(());
     }
     let groups = weight.groups().max(1);
-    let tiles_n = problem.n.div_ceil(TILE);
-    let num_tiles = problem.m.div_ceil(TILE) * tiles_n;
+    let grid = LinearGrid::new(problem.m, problem.n);
+    let tiles_n = grid.tiles_n;
+    let num_tiles = grid.tiles_m * tiles_n;
     let op = query.op;
     let (x, x_off) = backend.window(op, "x", problem.x)?;
     let (qw, qw_off) = backend.window(op, "qweight", weight.qweight())?;
@@ -82,6 +82,7 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &AwqMatmulProblem<'_>) -> Resu
         dt,
         sdt,
         has_bias: problem.bias.is_some(),
+        skinny: grid.skinny,
     });
     backend.launch(
         op,

@@ -17,13 +17,13 @@ use crate::error::{Error, Result, Unsupported};
 use crate::ops::OpKind;
 use crate::tensor::{Buffer, Tensor};
 
-/// What the kernels need from an adapter (WebGPU's default compute limits,
-/// which every conformant adapter meets): matmul runs 16×16 = 256
-/// invocations with 8 KiB of workgroup memory, attention binds 7 storage
-/// buffers.
+/// What the kernels need from an adapter (within WebGPU's default compute
+/// limits, which every conformant adapter meets): 1-D workgroups of up to
+/// 256 invocations, 12 KiB of workgroup memory (the GEMM tiles), 7 storage
+/// buffers (attention, gptq_matmul).
 const NEEDED_INVOCATIONS: u32 = 256;
-const NEEDED_WORKGROUP_SIZE_XY: (u32, u32) = (256, 16);
-const NEEDED_WORKGROUP_STORAGE: u32 = 8192;
+const NEEDED_WORKGROUP_SIZE_X: u32 = 256;
+const NEEDED_WORKGROUP_STORAGE: u32 = 12288;
 const NEEDED_STORAGE_BUFFERS: u32 = 7;
 
 /// The memory behind a wgpu [`Buffer`].
@@ -138,12 +138,7 @@ fn adapter_shortfall(adapter: &wgpu::Adapter) -> Option<String> {
         (
             "max_compute_workgroup_size_x",
             l.max_compute_workgroup_size_x,
-            NEEDED_WORKGROUP_SIZE_XY.0,
-        ),
-        (
-            "max_compute_workgroup_size_y",
-            l.max_compute_workgroup_size_y,
-            NEEDED_WORKGROUP_SIZE_XY.1,
+            NEEDED_WORKGROUP_SIZE_X,
         ),
         (
             "max_compute_workgroup_storage_size",
@@ -171,11 +166,10 @@ impl WgpuBackend {
         }
         // Ask for everything the adapter offers: larger buffers and bindings
         // than the WebGPU defaults mean fewer shapes refused.
-        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("radiant"),
             required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
+            required_limits: adapter.limits(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -185,7 +179,62 @@ impl WgpuBackend {
                 info.name, info.backend
             )
         })?;
+        Ok(Self::with_device(
+            name,
+            info,
+            adapter.features(),
+            device,
+            queue,
+        ))
+    }
 
+    /// A backend on a device the caller already owns (an engine that renders
+    /// or computes with wgpu itself), so its buffers can be used without a
+    /// copy ([`WgpuBackend::import_buffer`]). `name` is the backend's
+    /// selection name (e.g. `wgpu:engine`). The device must offer at least
+    /// the WebGPU default compute limits.
+    ///
+    /// radiant installs its own uncaptured-error handler and device-lost
+    /// callback on `device` (wgpu keeps one of each), and pushes and pops
+    /// error scopes around its own calls only.
+    pub fn from_device(
+        name: impl Into<String>,
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Self> {
+        let name = name.into();
+        let limits = device.limits();
+        let shortfall = adapter_shortfall(adapter).or_else(|| {
+            (limits.max_compute_invocations_per_workgroup < NEEDED_INVOCATIONS
+                || limits.max_compute_workgroup_storage_size < NEEDED_WORKGROUP_STORAGE
+                || limits.max_storage_buffers_per_shader_stage < NEEDED_STORAGE_BUFFERS)
+                .then(|| "the device was requested with limits below the WebGPU defaults".into())
+        });
+        if let Some(reason) = shortfall {
+            return Err(Error::Unavailable {
+                backend: name,
+                reason,
+            });
+        }
+        let features = device.features();
+        Ok(Self::with_device(
+            name,
+            adapter.get_info(),
+            features,
+            device,
+            queue,
+        ))
+    }
+
+    fn with_device(
+        name: String,
+        info: wgpu::AdapterInfo,
+        features: wgpu::Features,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Self {
+        let limits = device.limits();
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&uncaptured);
         device.on_uncaptured_error(Box::new(move |error| {
@@ -203,10 +252,10 @@ impl WgpuBackend {
             mapped_at_creation: false,
         });
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Ok(WgpuBackend {
+        WgpuBackend {
             name,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            features: adapter.features(),
+            features,
             info,
             limits,
             device,
@@ -216,7 +265,57 @@ impl WgpuBackend {
             lost,
             scope: Mutex::new(()),
             dummy,
-        })
+        }
+    }
+
+    /// The wgpu device and queue this backend launches on.
+    pub fn device(&self) -> (&wgpu::Device, &wgpu::Queue) {
+        (&self.device, &self.queue)
+    }
+
+    /// Wraps a caller's buffer (of this backend's device) as a radiant
+    /// [`Buffer`] without copying; the first `len_bytes` bytes are usable
+    /// by views. It needs STORAGE, COPY_SRC and COPY_DST usage and a size
+    /// that is a multiple of 4.
+    pub fn import_buffer(&self, buffer: wgpu::Buffer, len_bytes: usize) -> Result<Buffer> {
+        let needed = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        if !buffer.usage().contains(needed) {
+            return Err(Error::invalid(
+                "import_buffer",
+                "buffer",
+                format!(
+                    "usage {:?} lacks STORAGE | COPY_SRC | COPY_DST",
+                    buffer.usage()
+                ),
+            ));
+        }
+        if !buffer.size().is_multiple_of(4) || (len_bytes as u64) > buffer.size() {
+            return Err(Error::invalid(
+                "import_buffer",
+                "len_bytes",
+                format!(
+                    "{len_bytes} bytes in a {}-byte buffer (the size must be a multiple of 4 \
+                     and hold len_bytes)",
+                    buffer.size()
+                ),
+            ));
+        }
+        let memory = WgpuMemory {
+            buffer,
+            backend_id: self.id,
+        };
+        Ok(Buffer::new(&self.name, len_bytes, Arc::new(memory)))
+    }
+
+    /// The wgpu buffer behind `buffer`, if this backend allocated or
+    /// imported it (to hand radiant's outputs to the caller's own passes).
+    pub fn wgpu_buffer<'a>(&self, buffer: &'a Buffer) -> Option<&'a wgpu::Buffer> {
+        buffer
+            .memory::<WgpuMemory>()
+            .filter(|m| m.backend_id == self.id)
+            .map(|m| &m.buffer)
     }
 
     pub(crate) fn name_str(&self) -> &str {
@@ -228,7 +327,10 @@ impl WgpuBackend {
         let l = &self.limits;
         let mut features = vec![
             format!("backend={:?}", info.backend),
-            format!("type={:?}", info.device_type),
+            match info.device_type {
+                wgpu::DeviceType::Cpu => "type=Cpu (software adapter; `best` prefers cpu)".into(),
+                other => format!("type={other:?}"),
+            },
         ];
         if self.features.contains(wgpu::Features::SHADER_F16) {
             features.push("shader-f16 (unused: f16 is converted in software)".into());
@@ -364,11 +466,20 @@ impl WgpuBackend {
     }
 
     /// Waits for all submitted work (the caller holds the scope lock).
+    /// wgpu gives up a wait after 60 s; slow adapters (lavapipe running a
+    /// large attention) legitimately take longer, so a timeout is retried
+    /// for as long as the device is not lost.
     fn wait_idle(&self, op: &'static str) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait)
-            .map(|_| ())
-            .map_err(|e| self.device_error(op, format!("waiting for the device: {e}")))
+        loop {
+            match self.device.poll(wgpu::PollType::Wait) {
+                Ok(_) => return Ok(()),
+                Err(wgpu::PollError::Timeout) => {
+                    if let Some(reason) = lock(&self.lost).clone() {
+                        return Err(self.device_error(op, reason));
+                    }
+                }
+            }
+        }
     }
 
     pub(crate) fn alloc_buffer(&self, bytes: usize) -> Result<Buffer> {

@@ -1,6 +1,6 @@
-//! gptq_matmul on wgpu: `kernels/wgsl/gptq_matmul.wgsl`, the shared 64×64
-//! GEMM tiles with the weight dequantized (and rounded to x's dtype) as it
-//! is staged.
+//! gptq_matmul on wgpu: `kernels/wgsl/gptq_matmul.wgsl`, the shared GEMM
+//! tiles (64×64, or 4×256 for decode-sized M) with the weight dequantized
+//! (and rounded to x's dtype) as it is staged.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -8,12 +8,10 @@ use crate::error::{Error, Result};
 use crate::ops::GptqMatmulProblem;
 
 use super::context::{WgpuBackend, dt_code, u32_param};
-use super::pipelines::Kernel;
 use super::pipelines::kernels::gptq_matmul;
+use super::pipelines::{Kernel, LinearGrid};
 
 const OP: &str = "gptq_matmul";
-/// Output tile edge of `linear_tile.wgsl` (its `TILE`).
-pub(crate) const TILE: usize = 64;
 
 /// `struct Params` of gptq_matmul.wgsl.
 #[repr(C)]
@@ -48,8 +46,9 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &GptqMatmulProblem<'_>) -> Res
     if problem.out.numel() == 0 {
         return Ok(());
     }
-    let tiles_n = problem.n.div_ceil(TILE);
-    let num_tiles = problem.m.div_ceil(TILE) * tiles_n;
+    let grid = LinearGrid::new(problem.m, problem.n);
+    let tiles_n = grid.tiles_n;
+    let num_tiles = grid.tiles_m * tiles_n;
     let op = query.op;
     let (x, x_off) = backend.window(op, "x", problem.x)?;
     let (qw, qw_off) = backend.window(op, "qweight", weight.qweight())?;
@@ -84,6 +83,7 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &GptqMatmulProblem<'_>) -> Res
         sdt,
         bits: weight.bits(),
         has_bias: problem.bias.is_some(),
+        skinny: grid.skinny,
     });
     backend.launch(
         op,

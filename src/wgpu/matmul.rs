@@ -1,4 +1,4 @@
-//! matmul on wgpu: `kernels/wgsl/matmul.wgsl` (64×64 tiles, f32
+//! matmul on wgpu: `kernels/wgsl/matmul.wgsl` (64×64 or 4×256 tiles, f32
 //! accumulation), one launch for every batch.
 
 use bytemuck::{Pod, Zeroable};
@@ -7,12 +7,10 @@ use crate::error::{Error, Result};
 use crate::ops::{BLayout, MatmulProblem};
 
 use super::context::{WgpuBackend, dt_code, u32_param};
-use super::pipelines::Kernel;
 use super::pipelines::kernels::matmul;
+use super::pipelines::{Kernel, LinearGrid};
 
 const OP: &str = "matmul";
-/// Output tile edge of `matmul.wgsl` (its `TILE`).
-const TILE: usize = 64;
 
 /// `struct Params` of matmul.wgsl.
 #[repr(C)]
@@ -40,8 +38,8 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &MatmulProblem<'_>) -> Result<
     if problem.out.numel() == 0 {
         return Ok(());
     }
-    let tiles_m = problem.m.div_ceil(TILE);
-    let tiles_n = problem.n.div_ceil(TILE);
+    let grid = LinearGrid::new(problem.m, problem.n);
+    let (tiles_m, tiles_n) = (grid.tiles_m, grid.tiles_n);
     let num_tiles = problem.batch * tiles_m * tiles_n;
     let (a, a_off) = backend.window(query.op, "a", problem.a)?;
     let (b, b_off) = backend.window(query.op, "b", problem.b)?;
@@ -72,6 +70,7 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &MatmulProblem<'_>) -> Result<
         dt,
         b_nk: problem.params.b_layout == BLayout::Nk,
         has_bias: problem.bias.is_some(),
+        skinny: grid.skinny,
     });
     backend.launch(
         query.op,

@@ -28,22 +28,31 @@
 //!   and round-to-nearest-even encoding, on every adapter: no `shader-f16`
 //!   feature is needed and results do not depend on driver rounding. (Native
 //!   f16 arithmetic would not change results, since accumulation is f32.)
-//! * **Pipelines.** Kernel sources are embedded at build time; a variant is
-//!   the kernel plus a prelude of `const` declarations (dtype, layout flags),
-//!   every variant validated by naga in build.rs. Each variant is compiled at
-//!   most once per device ([`pipelines`]).
+//! * **Kernels.** One WGSL file per op family in `kernels/wgsl/` (same stems
+//!   as `ops/`), embedded at build time. A variant is the kernel plus a
+//!   prelude of `const` declarations (dtype, layout flags, bit width),
+//!   `common.wgsl` (dtype conversions) and any `// @include`d library
+//!   (`linear_tile.wgsl`, the GEMM core — 64×64 tiles, 4×256 for
+//!   decode-sized M — shared by matmul and the GPTQ / AWQ / NVFP4 matmuls,
+//!   which dequantize while staging B). build.rs validates every variant
+//!   with naga and generates typed constants for them. Each variant is compiled at most once per device (the pipeline
+//!   cache in `pipelines.rs`).
 //! * **Errors.** Every wgpu call runs inside error scopes (validation,
 //!   out-of-memory, internal), serialized per device because wgpu's scope
 //!   stack is per device. A captured error, an uncaptured one (a handler is
 //!   installed: wgpu's default would panic) or a lost device becomes a typed
 //!   [`crate::Error`]; output is never silently zero.
 //! * **Limits.** Kernels need the WebGPU default compute limits (256
-//!   invocations, 8 KiB workgroup memory); adapters below are unavailable.
+//!   invocations, 12 KiB workgroup memory); adapters below are unavailable.
 //!   Grids are 2-D (x ≤ `max_compute_workgroups_per_dimension`), so
 //!   workgroup counts up to that limit squared work. A tensor larger than
 //!   `max_storage_buffer_binding_size` fails with an `Unsupported` error
-//!   naming the limit; shape-independent limits (attention head_dim ≤ 256)
-//!   are reported by `supports()`.
+//!   naming the limit; shape-independent limits (attention head_dim ≤ 256,
+//!   GPTQ 4/8 bits, AWQ 4 bits) are reported by `supports()`.
+//! * **Caller-owned devices.** [`WgpuBackend::from_device`] runs on an
+//!   engine's own `wgpu::Device`, [`WgpuBackend::import_buffer`] wraps its
+//!   buffers and [`WgpuBackend::wgpu_buffer`] hands radiant's back, so an
+//!   engine that already holds its tensors in wgpu pays no copy.
 
 mod attention;
 mod awq_matmul;
@@ -54,7 +63,7 @@ mod gptq_matmul;
 mod matmul;
 mod nvfp4_matmul;
 mod paged_attention;
-pub mod pipelines;
+mod pipelines;
 mod rms_norm;
 
 #[cfg(test)]

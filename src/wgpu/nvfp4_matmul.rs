@@ -1,8 +1,8 @@
-//! nvfp4_matmul on wgpu: `kernels/wgsl/nvfp4_matmul.wgsl`, the shared 64×64
-//! GEMM tiles with E2M1 codes decoded (and rounded to x's dtype) as they
-//! are staged. The block multiplier of each of the 256 E4M3 scale bytes is
-//! formed here, on the host, exactly as the reference forms it, and passed
-//! as a table.
+//! nvfp4_matmul on wgpu: `kernels/wgsl/nvfp4_matmul.wgsl`, the shared GEMM
+//! tiles (64×64, or 4×256 for decode-sized M) with E2M1 codes decoded (and
+//! rounded to x's dtype) as they are staged. The block multiplier of each of
+//! the 256 E4M3 scale bytes is formed here, on the host, exactly as the
+//! reference forms it, and passed as a table.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -12,9 +12,8 @@ use crate::quant::GlobalScale;
 use crate::quant::e4m3;
 
 use super::context::{WgpuBackend, Window, dt_code, u32_param};
-use super::gptq_matmul::TILE;
-use super::pipelines::Kernel;
 use super::pipelines::kernels::nvfp4_matmul;
+use super::pipelines::{Kernel, LinearGrid};
 
 const OP: &str = "nvfp4_matmul";
 
@@ -53,8 +52,9 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &Nvfp4MatmulProblem<'_>) -> Re
     if problem.out.numel() == 0 {
         return Ok(());
     }
-    let tiles_n = problem.n.div_ceil(TILE);
-    let num_tiles = problem.m.div_ceil(TILE) * tiles_n;
+    let grid = LinearGrid::new(problem.m, problem.n);
+    let tiles_n = grid.tiles_n;
+    let num_tiles = grid.tiles_m * tiles_n;
     let op = query.op;
     let global = weight.global_scale();
     let table = backend.table_buffer(op, bytemuck::cast_slice(&multiplier_table(global)))?;
@@ -84,6 +84,7 @@ pub(crate) fn run(backend: &WgpuBackend, problem: &Nvfp4MatmulProblem<'_>) -> Re
         dt,
         minus_zero: matches!(global, GlobalScale::Divisor(_)),
         has_bias: problem.bias.is_some(),
+        skinny: grid.skinny,
     });
     backend.launch(
         op,

@@ -152,8 +152,13 @@ fn info_names_the_adapter() {
     assert_eq!(info.name, "wgpu:0");
     assert!(!info.device.is_empty());
     assert!(info.features.iter().any(|f| f.starts_with("backend=")));
+    let three_bit = crate::OpQuery {
+        bits: Some(3),
+        ..crate::OpQuery::new(crate::OpKind::GptqMatmul, DType::F16)
+    };
+    assert!(dev.supports(&three_bit).is_err());
     assert!(
-        dev.supports(&crate::OpQuery::new(crate::OpKind::GptqMatmul, DType::F16))
+        dev.supports(&crate::OpQuery::new(crate::OpKind::Matmul, DType::I32))
             .is_err()
     );
 }
@@ -296,28 +301,13 @@ fn head_dim_256_and_long_sequences() {
     assert!(dev.supports(&too_big).is_err());
 }
 
-/// More output tiles than one grid dimension holds, and a tensor larger
-/// than the adapter's binding limit fails with a typed error.
+/// A tensor larger than the adapter's binding limit fails with a typed
+/// error naming the limit. (Grids beyond one dimension: see
+/// `rows_beyond_one_grid_dimension`; every kernel reads its workgroup id the
+/// same way.)
 #[test]
-fn many_tiles_and_binding_limit() {
+fn binding_limit_is_a_typed_error() {
     let Some(dev) = wgpu0() else { return };
-    let (m, k, n) = (1, 2, 64 * 65_536 + 3);
-    let a = HostTensor::from_f32(DType::F32, &[m, k], &[1.0, 2.0]).unwrap();
-    let b_vals: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32).collect();
-    let b = HostTensor::from_f32(DType::F32, &[k, n], &b_vals).unwrap();
-    let out = ops::matmul(
-        dev.as_ref(),
-        &dev.upload_tensor(&a).unwrap(),
-        &dev.upload_tensor(&b).unwrap(),
-        None,
-        MatmulParams::default(),
-    )
-    .unwrap();
-    let got = dev.download_tensor(&out).unwrap().to_f32_vec();
-    for (j, g) in got.iter().enumerate() {
-        assert_eq!(*g, b_vals[j] + 2.0 * b_vals[n + j], "column {j}");
-    }
-
     let max = dev
         .info()
         .features
@@ -342,6 +332,9 @@ fn many_tiles_and_binding_limit() {
     }
 }
 
+/// Runs one quantized matmul on a backend: (backend, x, bias) -> out.
+type LinearRun<'a> = &'a dyn Fn(&dyn Backend, &Tensor, Option<&Tensor>) -> Tensor;
+
 /// The three quantized matmuls against the reference, every activation
 /// dtype, several formats, x at an odd offset, with the official tolerance.
 #[test]
@@ -352,14 +345,22 @@ fn quantized_matmuls_match_the_reference() {
     };
     let Some(dev) = wgpu0() else { return };
     let reference = crate::device("reference").unwrap();
-    let (m, n, k) = (67, 72, 160);
+    let (n, k) = (72, 160);
     let w = HostTensor::from_f32(DType::F32, &[n, k], &values(n * k, 21)).unwrap();
     let perm: Vec<usize> = (0..k).map(|i| (i * 37) % k).collect();
-    for dtype in DType::FLOATS {
+    // 3 rows: the skinny (decode) tiles; 67: the square ones.
+    for (m, dtype) in [
+        (3, DType::F32),
+        (67, DType::F32),
+        (3, DType::F16),
+        (67, DType::F16),
+        (3, DType::BF16),
+        (67, DType::BF16),
+    ] {
         let x = HostTensor::from_f32(dtype, &[m, k], &values(m * k, 22)).unwrap();
         let bias = HostTensor::from_f32(dtype, &[n], &values(n, 23)).unwrap();
         let tol = crate::ops::tolerance::tolerance(crate::OpKind::GptqMatmul, dtype);
-        let check = |what: &str, run: &dyn Fn(&dyn Backend, &Tensor, Option<&Tensor>) -> Tensor| {
+        let check = |what: &str, run: LinearRun<'_>| {
             for with_bias in [false, true] {
                 let got = {
                     let dx = placed(dev.as_ref(), &x, 3, 1);
@@ -375,7 +376,7 @@ fn quantized_matmuls_match_the_reference() {
                         .unwrap()
                 };
                 let c = crate::ops::tolerance::compare(&got.to_f64_vec(), &want.to_f64_vec(), tol);
-                assert!(c.passed, "{what} {dtype} bias {with_bias}: {c:?}");
+                assert!(c.passed, "{what} {dtype} m {m} bias {with_bias}: {c:?}");
             }
         };
         for (bits, group, sym, act, scale_dtype) in [
@@ -450,20 +451,117 @@ fn quantized_matmuls_match_the_reference() {
                 &run(reference.as_ref()).to_f64_vec(),
                 tol,
             );
-            assert!(c.passed, "nvfp4 {producer:?} {dtype}: {c:?}");
+            assert!(c.passed, "nvfp4 {producer:?} {dtype} m {m}: {c:?}");
         }
     }
 }
 
+/// A wgpu validation error (here: a launch missing bindings) comes back as a
+/// typed device error, and the device keeps working afterwards.
 #[test]
-fn print_info() {
-    let Some(dev) = wgpu0() else { return };
-    eprintln!("{:#?}", dev.info());
-    for entry in crate::devices() {
-        eprintln!(
-            "{} -> {:?}",
-            entry.name,
-            entry.status.as_ref().map(|b| b.name().to_string())
-        );
+fn validation_errors_become_typed_errors() {
+    use super::pipelines::{Kernel, kernels::rms_norm};
+    let Some(backend) = super::discover_once()
+        .iter()
+        .find_map(|d| d.status.as_ref().ok().cloned())
+    else {
+        return;
+    };
+    let (window, _) = backend.unused_window();
+    let kernel = Kernel::RmsNorm(rms_norm::Variant { dt: 0 });
+    let err = backend
+        .launch(crate::OpKind::RmsNorm, kernel, &[0u8; 32], &[window], 1)
+        .unwrap_err();
+    eprintln!("captured: {err}");
+    assert!(
+        matches!(&err, crate::Error::Device { op: "rms_norm", .. }),
+        "{err}"
+    );
+    let dev: &dyn Backend = backend.as_ref();
+    let x = HostTensor::from_f32(DType::F32, &[1, 2], &[3.0, 4.0]).unwrap();
+    let w = HostTensor::from_f32(DType::F32, &[2], &[1.0, 1.0]).unwrap();
+    let params = RmsNormParams {
+        eps: 0.0,
+        ..Default::default()
+    };
+    let y = ops::rms_norm(
+        dev,
+        &dev.upload_tensor(&x).unwrap(),
+        &dev.upload_tensor(&w).unwrap(),
+        params,
+    )
+    .unwrap();
+    let y = dev.download_tensor(&y).unwrap().to_f32_vec();
+    let r = (12.5f32).sqrt();
+    assert!(
+        (y[0] - 3.0 / r).abs() < 1e-6 && (y[1] - 4.0 / r).abs() < 1e-6,
+        "{y:?}"
+    );
+}
+
+/// An engine's own device and buffers: no copy in, none out.
+#[test]
+fn caller_owned_device_and_buffers() {
+    use ::wgpu as wg;
+    if wgpu0().is_none() {
+        return;
     }
+    let instance = wg::Instance::new(&wg::InstanceDescriptor::from_env_or_default());
+    let Some(adapter) = instance
+        .enumerate_adapters(wg::Backends::all())
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wg::DeviceDescriptor::default())).unwrap();
+    let engine = super::WgpuBackend::from_device("wgpu:engine", &adapter, device, queue).unwrap();
+    let (device, queue) = engine.device();
+    let usage = wg::BufferUsages::STORAGE | wg::BufferUsages::COPY_SRC | wg::BufferUsages::COPY_DST;
+    let make = |contents: &[f32]| {
+        let buffer = device.create_buffer(&wg::BufferDescriptor {
+            label: None,
+            size: (contents.len() * 4) as u64,
+            usage,
+            mapped_at_creation: false,
+        });
+        queue.write_buffer(&buffer, 0, bytemuck::cast_slice(contents));
+        engine.import_buffer(buffer, contents.len() * 4).unwrap()
+    };
+    let x = Tensor::from_buffer(make(&[3.0, 4.0]), DType::F32, &[1, 2], 0).unwrap();
+    let w = Tensor::from_buffer(make(&[1.0, 2.0]), DType::F32, &[2], 0).unwrap();
+    let out = Tensor::from_buffer(make(&[0.0, 0.0]), DType::F32, &[1, 2], 0).unwrap();
+    let dev: &dyn Backend = &engine;
+    let params = RmsNormParams {
+        eps: 0.0,
+        ..Default::default()
+    };
+    ops::rms_norm_into(dev, &x, &w, &out, params).unwrap();
+    assert!(engine.wgpu_buffer(out.buffer()).is_some());
+    let y = dev.download_tensor(&out).unwrap().to_f32_vec();
+    let r = (12.5f32).sqrt();
+    assert!(
+        (y[0] - 3.0 / r).abs() < 1e-6 && (y[1] - 8.0 / r).abs() < 1e-6,
+        "{y:?}"
+    );
+    // A buffer of another backend is refused, not misread.
+    let other = wgpu0().unwrap().alloc(8).unwrap();
+    assert!(!dev.owns(&other) && engine.wgpu_buffer(&other).is_none());
+}
+
+/// A software adapter (lavapipe here) is listed after the host backends, so
+/// `best` never picks it over `cpu` / `reference`.
+#[test]
+fn software_adapters_never_win_best() {
+    let Some(dev) = wgpu0() else { return };
+    let info = dev.info();
+    eprintln!("{info:#?}");
+    if !info.features.iter().any(|f| f.starts_with("type=Cpu")) {
+        return;
+    }
+    let names: Vec<String> = crate::devices().into_iter().map(|e| e.name).collect();
+    let position = |name: &str| names.iter().position(|n| n == name).unwrap();
+    assert!(position("wgpu:0") > position("reference"), "{names:?}");
+    assert_ne!(crate::device("best").unwrap().name(), "wgpu:0");
 }
