@@ -80,8 +80,8 @@ impl DType {
     pub fn round(self, value: f64) -> f64 {
         match self {
             DType::F32 => value as f32 as f64,
-            DType::F16 => f16::from_f64(value).to_f64(),
-            DType::BF16 => bf16::from_f64(value).to_f64(),
+            DType::F16 => f16_from_f64(value).to_f64(),
+            DType::BF16 => bf16_from_f64(value).to_f64(),
             DType::U8 | DType::I32 | DType::F8E4M3 => value,
         }
     }
@@ -132,6 +132,66 @@ impl FromStr for DType {
             other => Err(format!(
                 "unknown dtype `{other}` (expected f32, f16, bf16, u8, i32 or f8e4m3)"
             )),
+        }
+    }
+}
+
+/// `value` rounded to f32 with round-to-odd: the nearest f32 toward zero,
+/// with its last bit set when inexact. Rounding that result to any format
+/// with at most 22 significant bits (f16, bf16) equals rounding `value`
+/// once, so f64 → f16/bf16 never double-rounds.
+fn f32_round_to_odd(value: f64) -> f32 {
+    let nearest = value as f32;
+    if value.is_nan() || nearest as f64 == value {
+        return nearest;
+    }
+    // Step toward zero if rounding went away from zero (or overflowed).
+    let truncated = if (nearest as f64).abs() > value.abs() {
+        if nearest.is_infinite() {
+            f32::MAX.copysign(nearest)
+        } else {
+            f32::from_bits(nearest.to_bits() - 1)
+        }
+    } else {
+        nearest
+    };
+    f32::from_bits(truncated.to_bits() | 1)
+}
+
+/// f64 → bf16, rounded once to nearest even. (`half::bf16::from_f64`
+/// goes through f32 with round-to-nearest and can double-round.)
+pub fn bf16_from_f64(value: f64) -> bf16 {
+    bf16::from_f32(f32_round_to_odd(value))
+}
+
+/// f64 → f16, rounded once to nearest even.
+pub fn f16_from_f64(value: f64) -> f16 {
+    f16::from_f32(f32_round_to_odd(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f64_to_half_rounds_once() {
+        // Just above the bf16 tie 1 + 2^-8: must round up, once.
+        let above_tie = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        assert_eq!(bf16_from_f64(above_tie).to_f64(), 1.0 + 2f64.powi(-7));
+        let above_tie = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
+        assert_eq!(f16_from_f64(above_tie).to_f64(), 1.0 + 2f64.powi(-10));
+        // Exact ties go to even; exact values are kept; signs and specials.
+        assert_eq!(bf16_from_f64(1.0 + 2f64.powi(-8)).to_f64(), 1.0);
+        assert_eq!(bf16_from_f64(-3.0).to_f64(), -3.0);
+        assert!(bf16_from_f64(f64::NAN).is_nan());
+        assert_eq!(bf16_from_f64(1e300).to_f64(), f64::INFINITY);
+        assert_eq!(f16_from_f64(1e-300).to_f64(), 0.0);
+        assert!(f16_from_f64(-1e-300).is_sign_negative());
+        // Against exhaustive f32 inputs near 1 (f32 → bf16 is single rounding).
+        for bits in 0x3F80_0000u32..0x3F80_4000 {
+            let v = f32::from_bits(bits);
+            assert_eq!(bf16_from_f64(v as f64), bf16::from_f32(v));
+            assert_eq!(f16_from_f64(v as f64), f16::from_f32(v));
         }
     }
 }

@@ -128,6 +128,18 @@ impl Tensor {
                 format!("{} strides for a rank-{} shape", strides.len(), shape.len()),
             ));
         }
+        // Element and byte counts must be representable (a stride-0 view of
+        // a huge shape addresses few bytes but still has numel elements).
+        if checked_numel(shape)
+            .and_then(|n| n.checked_mul(dtype.size_in_bytes()))
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "tensor",
+                "shape",
+                format!("the element count of {shape:?} overflows usize"),
+            ));
+        }
         let end = span_end_bytes(dtype, shape, strides, offset).ok_or_else(|| {
             Error::invalid(
                 "tensor",
@@ -174,7 +186,7 @@ impl Tensor {
         self.shape.len()
     }
     pub fn numel(&self) -> usize {
-        // Cannot overflow: checked against the buffer size at construction.
+        // Cannot overflow: checked at construction.
         self.shape.iter().product()
     }
     /// Offset of the first element, in bytes.
@@ -328,11 +340,11 @@ impl HostTensor {
                 .collect(),
             DType::F16 => values
                 .iter()
-                .flat_map(|&v| f16::from_f64(v).to_le_bytes())
+                .flat_map(|&v| crate::dtype::f16_from_f64(v).to_le_bytes())
                 .collect(),
             DType::BF16 => values
                 .iter()
-                .flat_map(|&v| bf16::from_f64(v).to_le_bytes())
+                .flat_map(|&v| crate::dtype::bf16_from_f64(v).to_le_bytes())
                 .collect(),
             other => {
                 return Err(Error::invalid(

@@ -297,6 +297,22 @@ impl CudaBackend {
     }
 }
 
+/// Runs `f`, turning a panic inside cudarc (it panics when a driver symbol
+/// it expects is missing, e.g. on a driver older than the bindings) into a
+/// typed device error: no panic crosses the `Backend` API.
+fn guard<T>(backend: &str, op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(Error::Device {
+            backend: backend.to_string(),
+            op,
+            reason: format!(
+                "the CUDA driver bindings panicked: {}",
+                super::panic_message(panic)
+            ),
+        })
+    })
+}
+
 impl Backend for CudaBackend {
     fn name(&self) -> &str {
         &self.name
@@ -311,57 +327,65 @@ impl Backend for CudaBackend {
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
-        // One byte at least: a zero-byte cuMemAlloc is an error, and every
-        // buffer gets a distinct address.
-        let len = bytes.max(1);
-        // SAFETY: the contents are unspecified by contract (`alloc` returns
-        // uninitialized memory); u8 has no invalid bit patterns.
-        let slice = unsafe { self.stream.alloc::<u8>(len) }
-            .map_err(|e| alloc_error(&self.name, bytes, e))?;
-        let ptr = slice.device_ptr(&self.stream).0;
-        let memory = CudaMemory { ptr, slice };
-        Ok(Buffer::new(&self.name, bytes, Arc::new(memory)))
+        guard(&self.name, "alloc", || {
+            // One byte at least: a zero-byte cuMemAlloc is an error, and every
+            // buffer gets a distinct address.
+            let len = bytes.max(1);
+            // SAFETY: the contents are unspecified by contract (`alloc` returns
+            // uninitialized memory); u8 has no invalid bit patterns.
+            let slice = unsafe { self.stream.alloc::<u8>(len) }
+                .map_err(|e| alloc_error(&self.name, bytes, e))?;
+            let ptr = slice.device_ptr(&self.stream).0;
+            let memory = CudaMemory { ptr, slice };
+            Ok(Buffer::new(&self.name, bytes, Arc::new(memory)))
+        })
     }
 
     fn upload(&self, dst: &Buffer, offset: usize, src: &[u8]) -> Result<()> {
-        let ptr = self.range("upload", dst, offset, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
-        // SAFETY: [ptr, ptr + len) lies inside the allocation (checked by
-        // `range`); for pageable host memory the driver has copied `src` to
-        // staging memory when this returns, so `src` may be dropped.
-        unsafe {
-            self.stream
-                .context()
-                .bind_to_thread()
-                .and_then(|()| result::memcpy_htod_async(ptr, src, self.stream.cu_stream()))
-        }
-        .map_err(|e| driver_error(&self.name, "upload", e))
+        guard(&self.name, "upload", || {
+            let ptr = self.range("upload", dst, offset, src.len())?;
+            if src.is_empty() {
+                return Ok(());
+            }
+            // SAFETY: [ptr, ptr + len) lies inside the allocation (checked by
+            // `range`); for pageable host memory the driver has copied `src` to
+            // staging memory when this returns, so `src` may be dropped.
+            unsafe {
+                self.stream
+                    .context()
+                    .bind_to_thread()
+                    .and_then(|()| result::memcpy_htod_async(ptr, src, self.stream.cu_stream()))
+            }
+            .map_err(|e| driver_error(&self.name, "upload", e))
+        })
     }
 
     fn download(&self, src: &Buffer, offset: usize, dst: &mut [u8]) -> Result<()> {
-        let ptr = self.range("download", src, offset, dst.len())?;
-        if dst.is_empty() {
-            return self.synchronize();
-        }
-        // SAFETY: the source range lies inside the allocation (checked); the
-        // stream is synchronized before `dst` is used, and a copy to pageable
-        // memory completes before the call returns anyway.
-        unsafe {
-            self.stream
-                .context()
-                .bind_to_thread()
-                .and_then(|()| result::memcpy_dtoh_async(dst, ptr, self.stream.cu_stream()))
-        }
-        .map_err(|e| driver_error(&self.name, "download", e))?;
-        self.synchronize()
+        guard(&self.name, "download", || {
+            let ptr = self.range("download", src, offset, dst.len())?;
+            if dst.is_empty() {
+                return self.synchronize();
+            }
+            // SAFETY: the source range lies inside the allocation (checked); the
+            // stream is synchronized before `dst` is used, and a copy to pageable
+            // memory completes before the call returns anyway.
+            unsafe {
+                self.stream
+                    .context()
+                    .bind_to_thread()
+                    .and_then(|()| result::memcpy_dtoh_async(dst, ptr, self.stream.cu_stream()))
+            }
+            .map_err(|e| driver_error(&self.name, "download", e))?;
+            self.synchronize()
+        })
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(|e| driver_error(&self.name, "synchronize", e))
+        guard(&self.name, "synchronize", || {
+            self.stream
+                .synchronize()
+                .map_err(|e| driver_error(&self.name, "synchronize", e))
+        })
     }
 
     fn supports(&self, query: &OpQuery) -> Result<(), Unsupported> {
@@ -369,35 +393,49 @@ impl Backend for CudaBackend {
     }
 
     fn matmul(&self, problem: &MatmulProblem<'_>) -> Result<()> {
-        super::matmul::run(self, problem)
+        guard(&self.name, "matmul", || super::matmul::run(self, problem))
     }
 
     fn rms_norm(&self, problem: &RmsNormProblem<'_>) -> Result<()> {
-        super::rms_norm::run(self, problem)
+        guard(&self.name, "rms_norm", || {
+            super::rms_norm::run(self, problem)
+        })
     }
 
     fn fused_add_rms_norm(&self, problem: &FusedAddRmsNormProblem<'_>) -> Result<()> {
-        super::fused_add_rms_norm::run(self, problem)
+        guard(&self.name, "fused_add_rms_norm", || {
+            super::fused_add_rms_norm::run(self, problem)
+        })
     }
 
     fn attention(&self, problem: &AttentionProblem<'_>) -> Result<()> {
-        super::attention::run(self, problem)
+        guard(&self.name, "attention", || {
+            super::attention::run(self, problem)
+        })
     }
 
     fn paged_attention(&self, problem: &PagedAttentionProblem<'_>) -> Result<()> {
-        super::paged_attention::run(self, problem)
+        guard(&self.name, "paged_attention", || {
+            super::paged_attention::run(self, problem)
+        })
     }
 
     fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()> {
-        super::gptq_matmul::run(self, problem)
+        guard(&self.name, "gptq_matmul", || {
+            super::gptq_matmul::run(self, problem)
+        })
     }
 
     fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()> {
-        super::awq_matmul::run(self, problem)
+        guard(&self.name, "awq_matmul", || {
+            super::awq_matmul::run(self, problem)
+        })
     }
 
     fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()> {
-        super::nvfp4_matmul::run(self, problem)
+        guard(&self.name, "nvfp4_matmul", || {
+            super::nvfp4_matmul::run(self, problem)
+        })
     }
 }
 

@@ -325,7 +325,7 @@ pub unsafe fn attention<T: CudaFloat>(
         head_dim,
         max_seqlen_q,
     } = shape;
-    crate::ops::attention::check_qkv_heads(OP, heads_q, heads_kv, head_dim, head_dim)?;
+    crate::ops::attention::check_qkv_heads(OP, "k", heads_q, heads_kv, head_dim, head_dim)?;
     let overflow = || Error::invalid(OP, "q", "Hq·D overflows usize");
     let q_row = product(&[heads_q, head_dim]).ok_or_else(overflow)?;
     let kv_row = product(&[heads_kv, head_dim]).ok_or_else(overflow)?;
@@ -443,7 +443,7 @@ pub unsafe fn paged_attention<T: CudaFloat>(
         block_size,
         max_context_len,
     } = shape;
-    crate::ops::attention::check_qkv_heads(OP, heads_q, heads_kv, head_dim, head_dim)?;
+    crate::ops::attention::check_qkv_heads(OP, "k_cache", heads_q, heads_kv, head_dim, head_dim)?;
     if block_size == 0 {
         return Err(Error::invalid(OP, "k_cache", "block_size is 0"));
     }

@@ -146,7 +146,7 @@ fn unavailable(name: &str, reason: impl Into<String>) -> DeviceEntry {
     }
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()

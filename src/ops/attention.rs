@@ -32,8 +32,9 @@ use crate::backend::Backend;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::{
-    OpKind, OpQuery, check_device, check_dtype, check_float, check_index_range, check_no_alias,
-    check_rank, check_shape, check_tensor, ensure_supported, read_i32,
+    OpKind, OpQuery, check_device, check_dtype, check_float, check_index_range,
+    check_inputs_before_alloc, check_no_alias, check_rank, check_shape, check_tensor,
+    ensure_supported, read_i32,
 };
 use crate::tensor::Tensor;
 
@@ -232,9 +233,11 @@ fn seq_offsets(
     Ok(offsets)
 }
 
-/// Checks q/k/v shapes; returns (total_q, total_k, Hq, Hkv, D).
+/// Checks head counts and head dims of q against the kv argument `kv_arg`
+/// (`k` for attention, `k_cache` for paged attention).
 pub(crate) fn check_qkv_heads(
     op: &'static str,
+    kv_arg: &'static str,
     q_heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -246,17 +249,20 @@ pub(crate) fn check_qkv_heads(
     if kv_head_dim != head_dim {
         return Err(Error::invalid(
             op,
-            "k",
+            kv_arg,
             format!("head dim {kv_head_dim} differs from q's {head_dim}"),
         ));
     }
-    if q_heads == 0 || kv_heads == 0 {
-        return Err(Error::invalid(op, "q", "head counts must be >= 1"));
+    if q_heads == 0 {
+        return Err(Error::invalid(op, "q", "has 0 heads"));
+    }
+    if kv_heads == 0 {
+        return Err(Error::invalid(op, kv_arg, "has 0 kv heads"));
     }
     if q_heads % kv_heads != 0 {
         return Err(Error::invalid(
             op,
-            "k",
+            kv_arg,
             format!("q has {q_heads} heads, not a multiple of k's {kv_heads} kv heads"),
         ));
     }
@@ -305,7 +311,7 @@ pub fn validate<'a>(
     params.check(OP)?;
     let [total_q, heads_q, head_dim] = [q.shape()[0], q.shape()[1], q.shape()[2]];
     let [total_k, heads_kv, kv_head_dim] = [k.shape()[0], k.shape()[1], k.shape()[2]];
-    check_qkv_heads(OP, heads_q, heads_kv, head_dim, kv_head_dim)?;
+    check_qkv_heads(OP, "k", heads_q, heads_kv, head_dim, kv_head_dim)?;
     check_shape(OP, "v", v, k.shape())?;
     check_shape(OP, "out", out, q.shape())?;
     check_rank(OP, "cu_seqlens_q", cu_seqlens_q, &[1])?;
@@ -404,7 +410,7 @@ pub fn attention(
     cu_seqlens_k: &Tensor,
     params: AttentionParams,
 ) -> Result<Tensor> {
-    check_float(OP, "q", q)?;
+    check_inputs_before_alloc(OP, &[("q", q), ("k", k), ("v", v)], q.shape())?;
     let out = backend.alloc_tensor(q.dtype(), q.shape())?;
     attention_into(
         backend,

@@ -6,7 +6,7 @@
 //!   bf16.
 //! * `weight`: a [`DeviceAwqWeight`] (see `quant::awq`): `qweight` i32
 //!   `[K, N/8]` and `qzeros` i32 `[K/gs, N/8]`, both packed along N with the
-//!   interleave ORDER = [0,2,4,6,1,3,5,7]; `scales` `[K/gs, N]`. Validated
+//!   interleave ORDER = `[0,2,4,6,1,3,5,7]`; `scales` `[K/gs, N]`. Validated
 //!   when it was built.
 //! * `bias`: optional `[N]`, x's dtype. `out`: `[..., N]`, x's dtype.
 //!
@@ -23,8 +23,8 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::ops::gptq_matmul::{linear_bytes, output_shape, validate_linear};
-use crate::ops::{OpKind, OpQuery, check_float, ensure_supported};
+use crate::ops::gptq_matmul::{check_x, linear_bytes, output_shape, validate_linear};
+use crate::ops::{OpKind, OpQuery, ensure_supported};
 use crate::quant::DeviceAwqWeight;
 use crate::tensor::Tensor;
 
@@ -102,7 +102,7 @@ pub fn awq_matmul(
     weight: &DeviceAwqWeight,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    check_float(OP, "x", x)?;
+    check_x(OP, x, weight.k(), weight.n())?;
     let out = backend.alloc_tensor(x.dtype(), &output_shape(x, weight.n()))?;
     awq_matmul_into(backend, x, weight, bias, &out)?;
     Ok(out)

@@ -16,8 +16,8 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::rms_norm::{check_params, rows_and_hidden};
 use crate::ops::{
-    OpKind, OpQuery, RmsNormParams, check_device, check_float, check_index_range, check_no_alias,
-    check_shape, check_tensor, ensure_supported,
+    OpKind, OpQuery, RmsNormParams, check_device, check_float, check_index_range,
+    check_inputs_before_alloc, check_no_alias, check_shape, check_tensor, ensure_supported,
 };
 use crate::tensor::Tensor;
 
@@ -119,7 +119,11 @@ pub fn fused_add_rms_norm(
     weight: &Tensor,
     params: RmsNormParams,
 ) -> Result<Tensor> {
-    check_float(OP, "x", x)?;
+    check_inputs_before_alloc(
+        OP,
+        &[("x", x), ("residual", residual), ("weight", weight)],
+        x.shape(),
+    )?;
     let out = backend.alloc_tensor(x.dtype(), x.shape())?;
     fused_add_rms_norm_into(backend, x, residual, weight, &out, params)?;
     Ok(out)

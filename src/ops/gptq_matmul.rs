@@ -120,7 +120,9 @@ pub fn gptq_matmul(
     weight: &DeviceGptqWeight,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    check_float(OP, "x", x)?;
+    // x is checked before the output is allocated, so a bad x is reported
+    // against this op rather than as an allocation failure.
+    check_x(OP, x, weight.k(), weight.n())?;
     let out = backend.alloc_tensor(x.dtype(), &output_shape(x, weight.n()))?;
     gptq_matmul_into(backend, x, weight, bias, &out)?;
     Ok(out)
@@ -142,30 +144,7 @@ pub(crate) fn validate_linear(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<usize> {
-    check_tensor(op, "x", x)?;
-    check_float(op, "x", x)?;
-    check_index_range(op, "x", x.shape())?;
-    if x.rank() < 2 {
-        return Err(Error::invalid(
-            op,
-            "x",
-            format!(
-                "must have rank >= 2 ([..., K], leading dims flattened into M), got shape {:?}",
-                x.shape()
-            ),
-        ));
-    }
-    let x_k = x.shape()[x.rank() - 1];
-    if x_k != k {
-        return Err(Error::invalid(
-            op,
-            "x",
-            format!(
-                "shape {:?} has K = {x_k}, but the weight has K = {k} (N = {n})",
-                x.shape()
-            ),
-        ));
-    }
+    check_x(op, x, k, n)?;
     let mut args = vec![("x", x), ("out", out)];
     if let Some(bias) = bias {
         args.push(("bias", bias));
@@ -195,6 +174,36 @@ pub(crate) fn validate_linear(
     inputs.extend_from_slice(weight);
     check_no_alias(op, &[("out", out)], &inputs)?;
     Ok(x.numel() / k)
+}
+
+/// x must be a contiguous float tensor `[..., K]` of rank ≥ 2 whose output
+/// `[..., N]` stays within 32-bit indexing.
+pub(crate) fn check_x(op: &'static str, x: &Tensor, k: usize, n: usize) -> Result<()> {
+    check_tensor(op, "x", x)?;
+    check_float(op, "x", x)?;
+    check_index_range(op, "x", x.shape())?;
+    if x.rank() < 2 {
+        return Err(Error::invalid(
+            op,
+            "x",
+            format!(
+                "must have rank >= 2 ([..., K], leading dims flattened into M), got shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let x_k = x.shape()[x.rank() - 1];
+    if x_k != k {
+        return Err(Error::invalid(
+            op,
+            "x",
+            format!(
+                "shape {:?} has K = {x_k}, but the weight has K = {k} (N = {n})",
+                x.shape()
+            ),
+        ));
+    }
+    check_index_range(op, "out", &output_shape(x, n))
 }
 
 /// Bytes moved by a quantized matmul: every tensor read or written once.

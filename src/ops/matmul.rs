@@ -24,8 +24,8 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::{
-    OpKind, OpQuery, check_device, check_float, check_index_range, check_no_alias, check_rank,
-    check_shape, check_tensor, ensure_supported,
+    OpKind, OpQuery, check_device, check_float, check_index_range, check_inputs_before_alloc,
+    check_no_alias, check_rank, check_shape, check_tensor, ensure_supported,
 };
 use crate::tensor::Tensor;
 
@@ -249,8 +249,12 @@ pub fn matmul(
     bias: Option<&Tensor>,
     params: MatmulParams,
 ) -> Result<Tensor> {
+    let mut inputs = vec![("a", a), ("b", b)];
+    if let Some(bias) = bias {
+        inputs.push(("bias", bias));
+    }
     let shape = output_shape(a, b, &params)?;
-    check_float(OP, "a", a)?;
+    check_inputs_before_alloc(OP, &inputs, &shape)?;
     let out = backend.alloc_tensor(a.dtype(), &shape)?;
     matmul_into(backend, a, b, bias, &out, params)?;
     Ok(out)

@@ -34,10 +34,10 @@ pub mod tolerance;
 
 pub use attention::{AttentionParams, AttentionProblem, attention, attention_into};
 pub use awq_matmul::{AwqMatmulProblem, awq_matmul, awq_matmul_into};
-pub use gptq_matmul::{GptqMatmulProblem, gptq_matmul, gptq_matmul_into};
-pub use nvfp4_matmul::{Nvfp4MatmulProblem, nvfp4_matmul, nvfp4_matmul_into};
 pub use fused_add_rms_norm::{FusedAddRmsNormProblem, fused_add_rms_norm, fused_add_rms_norm_into};
+pub use gptq_matmul::{GptqMatmulProblem, gptq_matmul, gptq_matmul_into};
 pub use matmul::{BLayout, MatmulParams, MatmulProblem, matmul, matmul_into};
+pub use nvfp4_matmul::{Nvfp4MatmulProblem, nvfp4_matmul, nvfp4_matmul_into};
 pub use paged_attention::{PagedAttentionProblem, paged_attention, paged_attention_into};
 pub use rms_norm::{RmsNormParams, RmsNormProblem, rms_norm, rms_norm_into};
 
@@ -269,6 +269,15 @@ pub(crate) fn check_index_range(
     arg: &'static str,
     shape: &[usize],
 ) -> Result<()> {
+    if let Some(dim) = shape.iter().find(|&&d| d > MAX_ELEMENTS) {
+        return Err(Error::invalid(
+            op,
+            arg,
+            format!(
+                "dimension {dim} in {shape:?} exceeds 2^31 - 1, which kernels index with 32 bits"
+            ),
+        ));
+    }
     match checked_numel(shape) {
         Some(n) if n <= MAX_ELEMENTS => Ok(()),
         _ => Err(Error::invalid(
@@ -279,6 +288,22 @@ pub(crate) fn check_index_range(
             ),
         )),
     }
+}
+
+/// The checks an allocating entry point runs on its inputs (named after the
+/// op) before it allocates the output, so a bad shape is reported as the
+/// op's argument, and never costs an allocation.
+pub(crate) fn check_inputs_before_alloc(
+    op: &'static str,
+    inputs: &[(&'static str, &Tensor)],
+    out_shape: &[usize],
+) -> Result<()> {
+    for (name, t) in inputs {
+        check_tensor(op, name, t)?;
+        check_float(op, name, t)?;
+        check_index_range(op, name, t.shape())?;
+    }
+    check_index_range(op, "out", out_shape)
 }
 
 /// Reads a small i32 tensor (sequence offsets, block tables) to the host

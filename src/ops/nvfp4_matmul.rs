@@ -29,8 +29,8 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::ops::gptq_matmul::{linear_bytes, output_shape, validate_linear};
-use crate::ops::{OpKind, OpQuery, check_float, ensure_supported};
+use crate::ops::gptq_matmul::{check_x, linear_bytes, output_shape, validate_linear};
+use crate::ops::{OpKind, OpQuery, ensure_supported};
 use crate::quant::DeviceNvfp4Weight;
 use crate::tensor::Tensor;
 
@@ -105,7 +105,7 @@ pub fn nvfp4_matmul(
     weight: &DeviceNvfp4Weight,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    check_float(OP, "x", x)?;
+    check_x(OP, x, weight.k(), weight.n())?;
     let out = backend.alloc_tensor(x.dtype(), &output_shape(x, weight.n()))?;
     nvfp4_matmul_into(backend, x, weight, bias, &out)?;
     Ok(out)

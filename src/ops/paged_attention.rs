@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::ops::attention::check_qkv_heads;
 use crate::ops::{
     AttentionParams, OpKind, OpQuery, check_device, check_dtype, check_float, check_index_range,
-    check_no_alias, check_rank, check_shape, check_tensor, ensure_supported, read_i32,
+    check_inputs_before_alloc, check_no_alias, check_rank, check_shape, check_tensor,
+    ensure_supported, read_i32,
 };
 use crate::tensor::Tensor;
 
@@ -135,7 +136,7 @@ pub fn validate<'a>(
         k_cache.shape()[2],
         k_cache.shape()[3],
     ];
-    check_qkv_heads(OP, heads_q, heads_kv, head_dim, kv_head_dim)?;
+    check_qkv_heads(OP, "k_cache", heads_q, heads_kv, head_dim, kv_head_dim)?;
     if block_size == 0 {
         return Err(Error::invalid(OP, "k_cache", "block_size (dim 1) is 0"));
     }
@@ -246,7 +247,11 @@ pub fn paged_attention(
     context_lens: &Tensor,
     params: AttentionParams,
 ) -> Result<Tensor> {
-    check_float(OP, "q", q)?;
+    check_inputs_before_alloc(
+        OP,
+        &[("q", q), ("k_cache", k_cache), ("v_cache", v_cache)],
+        q.shape(),
+    )?;
     let out = backend.alloc_tensor(q.dtype(), q.shape())?;
     paged_attention_into(
         backend,

@@ -21,8 +21,8 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::{
-    OpKind, OpQuery, check_device, check_float, check_index_range, check_no_alias, check_rank,
-    check_shape, check_tensor, ensure_supported,
+    OpKind, OpQuery, check_device, check_float, check_index_range, check_inputs_before_alloc,
+    check_no_alias, check_rank, check_shape, check_tensor, ensure_supported,
 };
 use crate::tensor::Tensor;
 
@@ -167,7 +167,7 @@ pub fn rms_norm(
     weight: &Tensor,
     params: RmsNormParams,
 ) -> Result<Tensor> {
-    check_float(OP, "x", x)?;
+    check_inputs_before_alloc(OP, &[("x", x), ("weight", weight)], x.shape())?;
     let out = backend.alloc_tensor(x.dtype(), x.shape())?;
     rms_norm_into(backend, x, weight, &out, params)?;
     Ok(out)

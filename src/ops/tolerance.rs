@@ -25,6 +25,12 @@ pub struct Tolerance {
     pub rel_l2: f64,
     /// Bound on `max|out − ref|`, relative to `max(1, max|ref|)`.
     pub max_abs: f64,
+    /// Floor on the denominator of `rel_l2`, as an RMS value: the error is
+    /// divided by `max(‖ref‖₂, norm_floor·√n)`. 0 for outputs whose scale is
+    /// meaningful; 1 for log-domain outputs (lse), where a value near 0 says
+    /// nothing about the precision needed and the absolute error is what
+    /// matters.
+    pub norm_floor: f64,
 }
 
 /// The tolerance of `op`'s main output at activation dtype `dtype`.
@@ -45,7 +51,11 @@ pub fn tolerance(op: OpKind, dtype: DType) -> Tolerance {
         // gets a bound that fails everything but an exact match.
         (_, U8 | I32 | F8E4M3) => (0.0, 0.0),
     };
-    Tolerance { rel_l2, max_abs }
+    Tolerance {
+        rel_l2,
+        max_abs,
+        norm_floor: 0.0,
+    }
 }
 
 /// The tolerance of attention's f32 log-sum-exp output. Scores are formed
@@ -54,6 +64,7 @@ pub fn lse_tolerance() -> Tolerance {
     Tolerance {
         rel_l2: 2e-5,
         max_abs: 1e-4,
+        norm_floor: 1.0,
     }
 }
 
@@ -79,6 +90,7 @@ pub fn compare(out: &[f64], reference: &[f64], tol: Tolerance) -> Comparison {
     let mut ref_max: f64 = 0.0;
     let mut max_abs: f64 = 0.0;
     let mut bad_elements = 0;
+    let mut finite = 0usize;
     let mut worst_index = None;
     let mut first_bad = None;
     for (i, (&o, &r)) in out.iter().zip(reference).enumerate() {
@@ -94,6 +106,7 @@ pub fn compare(out: &[f64], reference: &[f64], tol: Tolerance) -> Comparison {
         if r.is_infinite() {
             continue;
         }
+        finite += 1;
         let d = (o - r).abs();
         diff_sq += d * d;
         ref_sq += r * r;
@@ -106,8 +119,9 @@ pub fn compare(out: &[f64], reference: &[f64], tol: Tolerance) -> Comparison {
     if out.len() != reference.len() {
         bad_elements += out.len().abs_diff(reference.len());
     }
-    let rel_l2 = if ref_sq > 0.0 {
-        (diff_sq / ref_sq).sqrt()
+    let denominator_sq = ref_sq.max(tol.norm_floor * tol.norm_floor * finite as f64);
+    let rel_l2 = if denominator_sq > 0.0 {
+        (diff_sq / denominator_sq).sqrt()
     } else {
         diff_sq.sqrt()
     };
@@ -131,6 +145,7 @@ mod tests {
         let tol = Tolerance {
             rel_l2: 1.0,
             max_abs: 1.0,
+            norm_floor: 0.0,
         };
         assert!(!compare(&[f64::NAN], &[1.0], tol).passed);
         assert!(!compare(&[f64::NAN], &[f64::NAN], tol).passed);
@@ -141,6 +156,7 @@ mod tests {
         let tol = Tolerance {
             rel_l2: 1e-6,
             max_abs: 1e-6,
+            norm_floor: 0.0,
         };
         assert!(compare(&[f64::NEG_INFINITY, 1.0], &[f64::NEG_INFINITY, 1.0], tol).passed);
         assert!(!compare(&[0.0, 1.0], &[f64::NEG_INFINITY, 1.0], tol).passed);
@@ -152,6 +168,7 @@ mod tests {
         let tol = Tolerance {
             rel_l2: 1e-3,
             max_abs: 1e-3,
+            norm_floor: 0.0,
         };
         assert!(compare(&[1.0005, 2.0], &[1.0, 2.0], tol).passed);
         assert!(!compare(&[1.01, 2.0], &[1.0, 2.0], tol).passed);
@@ -159,5 +176,13 @@ mod tests {
             !compare(&[1.0], &[1.0, 2.0], tol).passed,
             "length mismatch fails"
         );
+    }
+
+    #[test]
+    fn lse_near_zero_is_judged_by_absolute_error() {
+        // 3.5e-7 absolute on an lse of 1.5e-3: fine for a log-sum-exp.
+        let reference = [0.001_485_664];
+        assert!(compare(&[0.001_486_017_4], &reference, lse_tolerance()).passed);
+        assert!(!compare(&[0.0016], &reference, lse_tolerance()).passed);
     }
 }

@@ -26,7 +26,7 @@ use proptest::sample::select;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRng, TestRunner};
 use radiant::ops::tolerance::{Tolerance, compare};
-use radiant::{Backend, DType, Error, HostTensor, OpQuery, Tensor};
+use radiant::{Backend, DType, Error, HostTensor, OpKind, OpQuery, Tensor};
 
 /// The result of one check; the error carries the whole story.
 pub type Check<T = ()> = Result<T, TestCaseError>;
@@ -150,13 +150,14 @@ pub fn supported(backend: &dyn Backend, query: &OpQuery) -> bool {
             let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
             if reported.insert(key) {
                 println!(
-                    "skipped: {} {} {}{}: {}",
+                    "skipped: {} {} {}{}{}: {}",
                     backend.name(),
                     query.op,
                     query.dtype,
                     query
                         .head_dim
                         .map_or(String::new(), |d| format!(" head_dim {d}")),
+                    query.bits.map_or(String::new(), |b| format!(" {b}-bit")),
                     unsupported.reason
                 );
             }
@@ -411,4 +412,105 @@ pub fn check_exact(what: &str, got: &[f64], want: &[f64], case: &dyn Debug) -> C
         )));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Quantized matmuls: what the three ops share.
+
+/// Weights `[n, k]` to quantize, in f32: uniform with a per-row scale,
+/// every fifth row non-negative (asymmetric groups get z = 0), and the
+/// first 16 columns of row 1 zero (an all-zero NVFP4 block, a constant
+/// GPTQ / AWQ group).
+pub fn weights_to_quantize(rng: &mut Rng, n: usize, k: usize) -> Check<HostTensor> {
+    let mut values = Vec::with_capacity(n * k);
+    for row in 0..n {
+        let scale = 0.25 + (row % 7) as f64 * 0.25;
+        let row_values = rng.values(DType::F32, k, scale);
+        for (col, v) in row_values.into_iter().enumerate() {
+            values.push(match (row % 5, row, col) {
+                (_, 1, 0..16) => 0.0,
+                (0, _, _) => v.abs(),
+                _ => v,
+            });
+        }
+    }
+    HostTensor::from_f64(DType::F32, &[n, k], &values).map_err(setup)
+}
+
+/// One quantized-matmul problem around an already built weight.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    /// `gptq_matmul`, ...
+    pub op: OpKind,
+    pub dtype: DType,
+    /// x's leading dims (their product is M).
+    pub lead: &'a [usize],
+    pub n: usize,
+    pub k: usize,
+    pub bias: bool,
+    /// x's offset in its poisoned buffer (the bias sits at `offset + 1`).
+    pub offset: usize,
+}
+
+/// Runs one quantized matmul: random x (and bias) in the activation dtype
+/// at buffer offsets, a guarded poisoned output; `launch_op(x, bias, out)`
+/// calls the op. The result must match the oracle `oracle(x, bias)` (the
+/// reference `eval`), which must itself equal the dense f64 matmul against
+/// `dequantized` (the weight dequantized and rounded to x's dtype, `[N,
+/// K]`): the contract, spelled out.
+pub fn check_linear(
+    backend: &dyn Backend,
+    p: Linear<'_>,
+    rng: &mut Rng,
+    dequantized: &HostTensor,
+    oracle: impl FnOnce(&[f64], Option<&[f64]>) -> Vec<f64>,
+    launch_op: impl FnOnce(&Tensor, Option<&Tensor>, &Tensor) -> radiant::Result<()>,
+    case: &dyn Debug,
+) -> Check {
+    let Linear {
+        op, dtype, n, k, ..
+    } = p;
+    let x_shape = [p.lead, &[k]].concat();
+    let out_shape = [p.lead, &[n]].concat();
+    let x = rng.values(dtype, numel(&x_shape), 1.0);
+    let bias = p.bias.then(|| rng.values(dtype, n, 1.0));
+    let x_t = upload(backend, dtype, &x_shape, &x, p.offset)?;
+    let bias_t = match &bias {
+        Some(bias) => Some(upload(backend, dtype, &[n], bias, p.offset + 1)?),
+        None => None,
+    };
+    let out = Guarded::new(backend, dtype, &out_shape)?;
+    let what = op.name();
+    launch(what, || launch_op(&x_t, bias_t.as_ref(), &out.tensor))?;
+    let got = out.read(backend, &format!("{what} out"))?;
+
+    let want = oracle(&x, bias.as_deref());
+    let shape = radiant::cpu::reference::matmul::MatmulShape {
+        batch: 1,
+        m: numel(p.lead),
+        n,
+        k,
+        b_layout: radiant::ops::BLayout::Nk,
+        b_batched: false,
+    };
+    let dense = radiant::cpu::reference::matmul::eval(
+        shape,
+        &x,
+        &dequantized.to_f64_vec(),
+        bias.as_deref(),
+    );
+    check_exact(
+        &format!("{what} oracle vs dense matmul of dequantize({dtype})"),
+        &want,
+        &dense,
+        case,
+    )?;
+    check_close(
+        &format!("{what} out"),
+        dtype,
+        radiant::ops::tolerance::tolerance(op, dtype),
+        &got,
+        &want,
+        case,
+    )
 }

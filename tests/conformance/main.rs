@@ -15,17 +15,16 @@
 //! `PROPTEST_CASES`.
 
 mod attention;
+mod awq_matmul;
 mod fused_add_rms_norm;
+mod gptq_matmul;
 mod harness;
 mod malformed;
 mod matmul;
+mod nvfp4_matmul;
 mod paged_attention;
 mod rms_norm;
 mod threads;
-// Quantized matmuls join here, one module each, on the same harness:
-// mod gptq_matmul;
-// mod awq_matmul;
-// mod nvfp4_matmul;
 
 /// Every test of the suite, for the backend selected by `$name`.
 macro_rules! backend_tests {
@@ -74,8 +73,18 @@ macro_rules! backend_tests {
             fn paged_attention_gqa_head_mapping() {
                 run_on($name, paged_attention::gqa_head_mapping)
             }
-            // Quantized matmuls: gptq_matmul::random, awq_matmul::random,
-            // nvfp4_matmul::random go here.
+            #[test]
+            fn gptq_matmul_random() {
+                run_on($name, gptq_matmul::random)
+            }
+            #[test]
+            fn awq_matmul_random() {
+                run_on($name, awq_matmul::random)
+            }
+            #[test]
+            fn nvfp4_matmul_random() {
+                run_on($name, nvfp4_matmul::random)
+            }
             #[test]
             fn malformed_random() {
                 run_on($name, malformed::random)
@@ -112,4 +121,28 @@ fn required_backends_are_known() {
             harness::BACKENDS
         );
     }
+}
+
+/// The quantized matmuls' contract rounds the f32 dequantized weight ONCE
+/// to x's dtype, and `DType::round` is documented as round-to-nearest-even.
+/// 1 + 2^-8 + 2^-23 is just above the tie between 1 and 1 + 2^-7 in bf16,
+/// so it rounds up. (`half::bf16::from_f64` truncates the f64 to its top
+/// 32 bits before rounding and loses the sticky bit; radiant rounds once.)
+#[test]
+fn bf16_rounding_is_correct() {
+    use radiant::{DType, HostTensor};
+    let value = f32::from_bits(0x3F80_8001);
+    let once = HostTensor::from_f32(DType::BF16, &[1], &[value]).unwrap();
+    assert_eq!(once.to_f64_vec()[0], 1.0 + 2f64.powi(-7), "from_f32");
+    assert_eq!(
+        DType::BF16.round(f64::from(value)),
+        1.0 + 2f64.powi(-7),
+        "DType::round"
+    );
+    let from_f64 = HostTensor::from_f64(DType::BF16, &[1], &[f64::from(value)]).unwrap();
+    assert_eq!(
+        from_f64.to_f64_vec()[0],
+        1.0 + 2f64.powi(-7),
+        "HostTensor::from_f64"
+    );
 }

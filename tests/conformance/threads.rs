@@ -10,7 +10,10 @@ use std::thread;
 use radiant::Backend;
 
 use crate::harness::{Check, sample, seeded_runner};
-use crate::{attention, fused_add_rms_norm, matmul, paged_attention, rms_norm};
+use crate::{
+    attention, awq_matmul, fused_add_rms_norm, gptq_matmul, matmul, nvfp4_matmul, paged_attention,
+    rms_norm,
+};
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 3;
@@ -23,6 +26,9 @@ fn run_thread(backend: &dyn Backend, thread: usize) -> Check {
         fused_add_rms_norm::check(backend, &sample(&rms_norm::cases(), &mut runner))?;
         attention::check(backend, &sample(&attention::cases(), &mut runner))?;
         paged_attention::check(backend, &sample(&paged_attention::cases(), &mut runner))?;
+        gptq_matmul::check(backend, &sample(&gptq_matmul::cases(), &mut runner))?;
+        awq_matmul::check(backend, &sample(&awq_matmul::cases(), &mut runner))?;
+        nvfp4_matmul::check(backend, &sample(&nvfp4_matmul::cases(), &mut runner))?;
     }
     Ok(())
 }
