@@ -21,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${OUT:-$PWD/gpu-check-out}
+OUT=${OUT:-/tmp/radiant-gpu-check}
 BIN=${BIN:-device-bin}
 BUDGET=${BUDGET:-470}
 mkdir -p "$OUT"
@@ -72,6 +72,15 @@ step() {
     echo "==== $name: exit $rc after $((SECONDS - t0)) s" >>"$OUT/$log.log"
 }
 
+# device-bin holds gzipped binaries; unpack them next to the logs' tmp dir.
+if [ -f "$BIN/radiant.gz" ]; then
+    unpacked=/tmp/radiant-device-bin
+    mkdir -p "$unpacked"
+    for b in radiant conformance cuda_kernels cuda_device; do
+        gzip -dc "$BIN/$b.gz" >"$unpacked/$b" && chmod +x "$unpacked/$b"
+    done
+    BIN=$unpacked
+fi
 for b in radiant conformance cuda_kernels cuda_device; do
     if [ ! -x "$BIN/$b" ]; then
         echo "missing $BIN/$b: run scripts/build-device-bin.sh where Rust is installed, and carry device-bin" >&2
@@ -79,7 +88,7 @@ for b in radiant conformance cuda_kernels cuda_device; do
     fi
 done
 
-step device 30 device bash -c 'nvidia-smi; nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv; ldd --version | head -1; echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"'
+step device 30 device bash -c 'ldd --version | head -1; echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"; nvidia-smi && nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv'
 step info 40 device "$BIN/radiant" info
 step cuda_kernels 90 tests "$BIN/cuda_kernels" --nocapture
 step cuda_device 120 tests "$BIN/cuda_device" --nocapture --test-threads=1
@@ -99,13 +108,15 @@ else
 fi
 
 failed=0
+for v in "${verdicts[@]}"; do
+    [ "$v" = pass ] || failed=$((failed + 1))
+done
 {
     echo
-    echo "radiant CUDA device checks ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)), $((SECONDS - START)) s"
+    echo "radiant CUDA device checks ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)), $((SECONDS - START)) s, $failed failed"
     printf '%-13s %-30s %6s\n' step verdict seconds
     for i in "${!names[@]}"; do
         printf '%-13s %-30s %6s\n' "${names[$i]}" "${verdicts[$i]}" "${times[$i]}"
-        case ${verdicts[$i]} in pass) ;; *) failed=$((failed + 1)) ;; esac
     done
     echo "logs: $OUT/{device,tests,conformance,cli,sanitizer}.log"
 } | tee "$OUT/summary.txt"

@@ -4,15 +4,23 @@
 //! The shapes are chosen to break kernels, not to be typical: size 1, odd
 //! sizes, sizes one past a power of two (no tile divides them), GQA / MQA,
 //! varlen batches with empty sequences, partially filled pages, causal,
-//! sliding-window and softcap variants — plus one LLM-sized problem per op
-//! unless `quick`. Every case is an ordinary [`Case`], run through
-//! [`crate::case::run`] like a replayed file; attention cases carry the
-//! reference's `expected_lse` so the log-sum-exp output is checked too.
+//! sliding-window and softcap variants; for the quantized matmuls, random
+//! weights through the quantizers (GPTQ 4/8 bit, symmetric or not, group
+//! sizes 32/64/128/-1 including a partial last group, act-order
+//! permutations, v1 and v2 zero storage; AWQ g64/g128; NVFP4 in both
+//! global-scale conventions, odd N, K padded to 16) — plus one LLM-sized
+//! problem per op unless `quick`. Every case is an ordinary [`Case`], run
+//! through [`crate::case::run`] like a replayed file; attention cases carry
+//! the reference's `expected_lse` so the log-sum-exp output is checked too.
 
 use crate::case::Case;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::{AttentionParams, BLayout, MatmulParams, RmsNormParams};
+use crate::quant::{
+    AwqQuantizeParams, AwqWeight, GptqQuantizeParams, GptqWeight, GroupSize, Nvfp4Producer,
+    Nvfp4Weight, ZeroFormat,
+};
 use crate::tensor::HostTensor;
 
 /// Every check case, in a stable order (op, then shape, then dtype).
@@ -24,6 +32,9 @@ pub fn cases(quick: bool) -> Result<Vec<Case>> {
         cases.extend(norm_cases(&mut rng, dtype, quick)?);
         cases.extend(attention_cases(&mut rng, dtype, quick)?);
         cases.extend(paged_cases(&mut rng, dtype, quick)?);
+        cases.extend(gptq_cases(&mut rng, dtype, quick)?);
+        cases.extend(awq_cases(&mut rng, dtype, quick)?);
+        cases.extend(nvfp4_cases(&mut rng, dtype, quick)?);
     }
     // Group by op, then dtype, so the table reads op by op.
     cases.sort_by_key(|case| case.op());
@@ -279,6 +290,195 @@ fn paged_cases(rng: &mut Rng, dtype: DType, quick: bool) -> Result<Vec<Case>> {
                 spec.params,
             )?
             .named(spec.label))
+        })
+        .collect()
+}
+
+/// A quantized matmul problem: M, N, K, bias.
+struct LinearSpec {
+    label: &'static str,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: bool,
+}
+
+const fn linear(label: &'static str, m: usize, n: usize, k: usize, bias: bool) -> LinearSpec {
+    LinearSpec {
+        label,
+        m,
+        n,
+        k,
+        bias,
+    }
+}
+
+/// Weights `[N, K]` to quantize, in f32: uniform with a per-row scale, every
+/// fifth row non-negative (so asymmetric groups get z = 0), and the first
+/// 16 columns of row 1 zero (an all-zero NVFP4 block, a constant group).
+fn weights_to_quantize(rng: &mut Rng, n: usize, k: usize) -> Result<HostTensor> {
+    let mut values = Vec::with_capacity(n * k);
+    for row in 0..n {
+        let scale = 0.25 + (row % 7) as f64 * 0.25;
+        for col in 0..k {
+            let v = scale * rng.unit();
+            values.push(match (row % 5, row, col) {
+                (_, 1, 0..16) => 0.0,
+                (0, _, _) => v.abs(),
+                _ => v,
+            });
+        }
+    }
+    HostTensor::from_f64(DType::F32, &[n, k], &values)
+}
+
+/// x `[M, K]` and the optional bias `[N]`, in the activation dtype.
+fn activations(
+    rng: &mut Rng,
+    dtype: DType,
+    spec: &LinearSpec,
+) -> Result<(HostTensor, Option<HostTensor>)> {
+    let x = rng.tensor(dtype, &[spec.m, spec.k], 1.0)?;
+    let bias = if spec.bias {
+        Some(rng.tensor(dtype, &[spec.n], 1.0)?)
+    } else {
+        None
+    };
+    Ok((x, bias))
+}
+
+fn gptq_cases(rng: &mut Rng, dtype: DType, quick: bool) -> Result<Vec<Case>> {
+    // (problem, bits, group size, sym, act-order, zero storage, scale dtype)
+    let v1 = ZeroFormat::V1;
+    let v2 = ZeroFormat::V2;
+    let mut specs = vec![
+        (
+            linear("4b g128 sym", 1, 64, 256, false),
+            4,
+            128,
+            true,
+            false,
+            v1,
+            DType::F16,
+        ),
+        (
+            linear("4b g32 asym act-order", 5, 40, 160, true),
+            4,
+            32,
+            false,
+            true,
+            v1,
+            DType::F16,
+        ),
+        (
+            linear("8b g-1 sym v2", 16, 36, 96, true),
+            8,
+            -1,
+            true,
+            false,
+            v2,
+            DType::BF16,
+        ),
+        // K = 200 is not a multiple of 64: a partial last group.
+        (
+            linear("8b g64 asym act-order", 5, 44, 200, false),
+            8,
+            64,
+            false,
+            true,
+            v1,
+            DType::F16,
+        ),
+        (
+            linear("4b g128 asym v2", 16, 24, 392, true),
+            4,
+            128,
+            false,
+            false,
+            v2,
+            DType::F32,
+        ),
+    ];
+    if !quick {
+        specs.push((
+            linear("llm", 16, 1024, 2048, true),
+            4,
+            128,
+            false,
+            true,
+            v1,
+            DType::F16,
+        ));
+    }
+    specs
+        .into_iter()
+        .map(
+            |(spec, bits, group, sym, act_order, zero_format, scale_dtype)| {
+                let w = weights_to_quantize(rng, spec.n, spec.k)?;
+                let act_order = act_order.then(|| {
+                    let mut perm: Vec<usize> = (0..spec.k).collect();
+                    rng.shuffle(&mut perm);
+                    perm
+                });
+                let params = GptqQuantizeParams {
+                    bits,
+                    group_size: GroupSize::from_config(group).unwrap_or(GroupSize::PerChannel),
+                    sym,
+                    zero_format,
+                    act_order,
+                    scale_dtype,
+                };
+                let weight = GptqWeight::quantize(&w, &params)?;
+                let (x, bias) = activations(rng, dtype, &spec)?;
+                Ok(Case::gptq_matmul(x, &weight, bias)?.named(spec.label))
+            },
+        )
+        .collect()
+}
+
+fn awq_cases(rng: &mut Rng, dtype: DType, quick: bool) -> Result<Vec<Case>> {
+    let mut specs = vec![
+        (linear("g128", 1, 64, 256, false), 128),
+        (linear("g64 bias", 5, 40, 192, true), 64),
+        (linear("g64", 16, 24, 128, false), 64),
+    ];
+    if !quick {
+        specs.push((linear("llm", 16, 1024, 2048, true), 128));
+    }
+    specs
+        .into_iter()
+        .map(|(spec, group)| {
+            let w = weights_to_quantize(rng, spec.n, spec.k)?;
+            let params = AwqQuantizeParams {
+                group_size: GroupSize::Columns(group),
+                scale_dtype: DType::F16,
+            };
+            let weight = AwqWeight::quantize(&w, &params)?;
+            let (x, bias) = activations(rng, dtype, &spec)?;
+            Ok(Case::awq_matmul(x, &weight, bias)?.named(spec.label))
+        })
+        .collect()
+}
+
+fn nvfp4_cases(rng: &mut Rng, dtype: DType, quick: bool) -> Result<Vec<Case>> {
+    use Nvfp4Producer::{CompressedTensors, ModelOpt};
+    let mut specs = vec![
+        (linear("modelopt", 1, 63, 256, false), ModelOpt),
+        (linear("ct bias", 5, 33, 176, true), CompressedTensors),
+        // K = 100: the packed rows are padded to 112.
+        (linear("modelopt K pad", 16, 17, 100, true), ModelOpt),
+        (linear("ct", 16, 7, 64, false), CompressedTensors),
+    ];
+    if !quick {
+        specs.push((linear("llm", 16, 1024, 2048, true), CompressedTensors));
+    }
+    specs
+        .into_iter()
+        .map(|(spec, producer)| {
+            let w = weights_to_quantize(rng, spec.n, spec.k)?;
+            let weight = Nvfp4Weight::quantize(&w, producer)?;
+            let (x, bias) = activations(rng, dtype, &spec)?;
+            Ok(Case::nvfp4_matmul(x, &weight, bias)?.named(spec.label))
         })
         .collect()
 }

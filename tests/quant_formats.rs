@@ -108,7 +108,11 @@ fn e4m3_all_256_bytes_match_the_spec_table() {
     for (byte, value) in table {
         assert_eq!(e4m3::decode(byte), value, "0x{byte:02X}");
     }
-    assert_eq!(e4m3::decode(0x80).to_bits(), (-0.0f32).to_bits(), "0x80 is -0");
+    assert_eq!(
+        e4m3::decode(0x80).to_bits(),
+        (-0.0f32).to_bits(),
+        "0x80 is -0"
+    );
 }
 
 #[test]
@@ -121,7 +125,12 @@ fn e4m3_encode_rounds_to_nearest_even_and_saturates() {
         let mid = ((lo + hi) / 2.0) as f32;
         assert_eq!(f64::from(mid), (lo + hi) / 2.0);
         let even = if c % 2 == 0 { c } else { c + 1 };
-        assert_eq!(e4m3::encode(mid), even, "midpoint of 0x{c:02X}/0x{:02X}", c + 1);
+        assert_eq!(
+            e4m3::encode(mid),
+            even,
+            "midpoint of 0x{c:02X}/0x{:02X}",
+            c + 1
+        );
         assert_eq!(e4m3::encode(-mid), 0x80 | even);
         assert_eq!(e4m3::encode(down(mid)), c);
         assert_eq!(e4m3::encode(up(mid)), c + 1);
@@ -196,7 +205,8 @@ fn pack_round_trips_and_bit_positions() {
         // code (r, c) at bits b·(r % pf) of word (r / pf, c)
         for r in 0..rows {
             for c in 0..cols {
-                let field = (w[r / pf * cols + c] >> (bits as usize * (r % pf))) & ((1 << bits) - 1);
+                let field =
+                    (w[r / pf * cols + c] >> (bits as usize * (r % pf))) & ((1 << bits) - 1);
                 assert_eq!(field as u8, codes[r * cols + c]);
             }
         }
@@ -204,14 +214,21 @@ fn pack_round_trips_and_bit_positions() {
         assert_eq!(pack::unpack_cols(&w, rows, cols, bits).unwrap(), codes);
         for r in 0..rows {
             for c in 0..cols {
-                let field = (w[r * (cols / pf) + c / pf] >> (bits as usize * (c % pf))) & ((1 << bits) - 1);
+                let field =
+                    (w[r * (cols / pf) + c / pf] >> (bits as usize * (c % pf))) & ((1 << bits) - 1);
                 assert_eq!(field as u8, codes[r * cols + c]);
             }
         }
     }
     assert!(pack::pack_rows(&[16], 1, 1, 4).is_err(), "code too wide");
-    assert!(pack::pack_rows(&[0; 4], 4, 1, 4).is_err(), "rows not a multiple of 8");
-    assert!(pack::unpack_rows(&[0; 3], 8, 2, 4).is_err(), "wrong word count");
+    assert!(
+        pack::pack_rows(&[0; 4], 4, 1, 4).is_err(),
+        "rows not a multiple of 8"
+    );
+    assert!(
+        pack::unpack_rows(&[0; 3], 8, 2, 4).is_err(),
+        "wrong word count"
+    );
     assert!(pack::pack_rows(&[0; 8], 8, 1, 3).is_err(), "3 bits");
 }
 
@@ -236,9 +253,18 @@ fn awq_interleave_reads_column_j_at_nibble_rev_j() {
 
 #[test]
 fn nvfp4_nibble_order_is_low_first() {
-    assert_eq!(pack::pack_nibbles(&[1, 2, 0xF, 0], 1, 4).unwrap(), vec![0x21, 0x0F]);
-    assert_eq!(pack::unpack_nibbles(&[0x21, 0x0F], 1, 4).unwrap(), vec![1, 2, 0xF, 0]);
-    assert!(pack::pack_nibbles(&[1, 2, 3], 1, 3).is_err(), "odd row width");
+    assert_eq!(
+        pack::pack_nibbles(&[1, 2, 0xF, 0], 1, 4).unwrap(),
+        vec![0x21, 0x0F]
+    );
+    assert_eq!(
+        pack::unpack_nibbles(&[0x21, 0x0F], 1, 4).unwrap(),
+        vec![1, 2, 0xF, 0]
+    );
+    assert!(
+        pack::pack_nibbles(&[1, 2, 3], 1, 3).is_err(),
+        "odd row width"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -258,7 +284,12 @@ fn tiny_gptq(zeros: [u8; 8], format: ZeroFormat) -> GptqWeight {
         GptqTensors {
             qweight: HostTensor::from_i32(&[1, 8], &words(&qweight)).unwrap(),
             qzeros: HostTensor::from_i32(&[1, 1], &words(&qzeros)).unwrap(),
-            scales: HostTensor::from_f32(DType::F16, &[1, 8], &[0.5, 1.0, 0.25, 2.0, 0.125, 1.5, 3.0, 0.75]).unwrap(),
+            scales: HostTensor::from_f32(
+                DType::F16,
+                &[1, 8],
+                &[0.5, 1.0, 0.25, 2.0, 0.125, 1.5, 3.0, 0.75],
+            )
+            .unwrap(),
             g_idx: None,
         },
         GptqLayout {
@@ -297,12 +328,23 @@ fn gptq_v1_zero_words_use_the_wrapping_word_rule() {
     assert_eq!(v1.zeros(), zeros.to_vec());
     assert_eq!(v1.dequantize_f32(), v2.dequantize_f32());
     let stored = v1.qzeros().to_i32_vec().unwrap()[0] as u32;
-    let per_nibble: Vec<u8> = (0..8).map(|j| (((stored >> (4 * j)) & 0xF) + 1) as u8).collect();
-    assert_ne!(per_nibble, zeros.to_vec(), "per-nibble decoding is wrong for z = 0");
+    let per_nibble: Vec<u8> = (0..8)
+        .map(|j| (((stored >> (4 * j)) & 0xF) + 1) as u8)
+        .collect();
+    assert_ne!(
+        per_nibble,
+        zeros.to_vec(),
+        "per-nibble decoding is wrong for z = 0"
+    );
     // Without any z = 0 the two rules agree.
     let zeros = [1u8, 5, 2, 15, 8, 3, 1, 2];
-    let stored = tiny_gptq(zeros, ZeroFormat::V1).qzeros().to_i32_vec().unwrap()[0] as u32;
-    let per_nibble: Vec<u8> = (0..8).map(|j| (((stored >> (4 * j)) & 0xF) + 1) as u8).collect();
+    let stored = tiny_gptq(zeros, ZeroFormat::V1)
+        .qzeros()
+        .to_i32_vec()
+        .unwrap()[0] as u32;
+    let per_nibble: Vec<u8> = (0..8)
+        .map(|j| (((stored >> (4 * j)) & 0xF) + 1) as u8)
+        .collect();
     assert_eq!(per_nibble, zeros.to_vec());
     // Converting between the two storages is lossless both ways.
     assert_eq!(v1.with_zero_format(ZeroFormat::V2), v2);
@@ -319,12 +361,28 @@ fn gptq_symmetric_v1_words_are_0x77_and_0x7f() {
             ..Default::default()
         };
         let w = GptqWeight::quantize(&random_weight(3, 32, 64, 0.1), &params).unwrap();
-        assert!(w.qzeros().to_i32_vec().unwrap().iter().all(|&z| z as u32 == word));
+        assert!(
+            w.qzeros()
+                .to_i32_vec()
+                .unwrap()
+                .iter()
+                .all(|&z| z as u32 == word)
+        );
         assert!(w.is_symmetric());
         let v2 = w.with_zero_format(ZeroFormat::V2);
         let mid = 1u32 << (bits - 1);
-        let want = if bits == 4 { mid * 0x1111_1111 } else { mid * 0x0101_0101 };
-        assert!(v2.qzeros().to_i32_vec().unwrap().iter().all(|&z| z as u32 == want));
+        let want = if bits == 4 {
+            mid * 0x1111_1111
+        } else {
+            mid * 0x0101_0101
+        };
+        assert!(
+            v2.qzeros()
+                .to_i32_vec()
+                .unwrap()
+                .iter()
+                .all(|&z| z as u32 == want)
+        );
     }
 }
 
@@ -339,7 +397,11 @@ fn check_gptq_bound(w: &GptqWeight, original: &HostTensor) {
             let g = w.groups_of()[kk] as usize;
             let s = f64::from(scales[g * n + nn]);
             let err = (f64::from(orig[nn * k + kk]) - f64::from(deq[nn * k + kk])).abs();
-            assert!(err <= s / 2.0 * (1.0 + 1e-6), "W[{nn},{kk}]: error {err} > s/2 = {}", s / 2.0);
+            assert!(
+                err <= s / 2.0 * (1.0 + 1e-6),
+                "W[{nn},{kk}]: error {err} > s/2 = {}",
+                s / 2.0
+            );
         }
     }
 }
@@ -351,7 +413,8 @@ fn gptq_quantize_dequantize_error_bounds() {
         for group in [32i64, 64, 128, -1] {
             for sym in [true, false] {
                 for zero_format in [ZeroFormat::V1, ZeroFormat::V2] {
-                    let original = random_weight(u64::from(bits) * 1000 + group.unsigned_abs(), n, k, 0.05);
+                    let original =
+                        random_weight(u64::from(bits) * 1000 + group.unsigned_abs(), n, k, 0.05);
                     let params = GptqQuantizeParams {
                         bits,
                         group_size: GroupSize::from_config(group).unwrap(),
@@ -493,7 +556,13 @@ fn awq_quantize_dequantize_error_bounds_and_interleave() {
             }
         }
         // The codes are read from the words at nibble REV[j].
-        let words: Vec<u32> = w.qweight().to_i32_vec().unwrap().iter().map(|&v| v as u32).collect();
+        let words: Vec<u32> = w
+            .qweight()
+            .to_i32_vec()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         let codes = w.codes();
         for kk in 0..k {
             for nn in 0..n {
@@ -522,7 +591,11 @@ fn awq_zero_point_zero_is_plain() {
     let qzeros = pack::pack_awq(&[0; 8], 1, 8).unwrap();
     let w = AwqWeight::new(
         AwqTensors {
-            qweight: HostTensor::from_i32(&[8, 1], &qweight.iter().map(|&v| v as i32).collect::<Vec<_>>()).unwrap(),
+            qweight: HostTensor::from_i32(
+                &[8, 1],
+                &qweight.iter().map(|&v| v as i32).collect::<Vec<_>>(),
+            )
+            .unwrap(),
             qzeros: HostTensor::from_i32(&[1, 1], &[qzeros[0] as i32]).unwrap(),
             scales: HostTensor::from_f32(DType::F16, &[1, 8], &[0.5; 8]).unwrap(),
         },
@@ -561,7 +634,9 @@ fn nvfp4_quantize_dequantize_error_bounds() {
         let blocks = w.k_padded() / 16;
         for nn in 0..n {
             for kk in 0..k {
-                let m = w.global_scale().block_multiplier(e4m3::decode(scales[nn * blocks + kk / 16]));
+                let m = w
+                    .global_scale()
+                    .block_multiplier(e4m3::decode(scales[nn * blocks + kk / 16]));
                 let err = (values[nn * k + kk] - deq[nn * k + kk]).abs();
                 assert!(err <= m * 1.0001, "W[{nn},{kk}] err {err} multiplier {m}");
                 if values[nn * k + kk].abs() <= 2.0 * m {
@@ -574,7 +649,11 @@ fn nvfp4_quantize_dequantize_error_bounds() {
         let zero_scale = e4m3::decode(scales[0]);
         assert_eq!(
             zero_scale,
-            if producer == Nvfp4Producer::ModelOpt { 1.0 } else { 0.125 }
+            if producer == Nvfp4Producer::ModelOpt {
+                1.0
+            } else {
+                0.125
+            }
         );
     }
 }
@@ -583,7 +662,8 @@ fn nvfp4_quantize_dequantize_error_bounds() {
 fn nvfp4_codes_are_read_low_nibble_first() {
     // Row 0: element 2j low nibble. Codes 1 (0.5) then 7 (6) in byte 0x71.
     let w = Nvfp4Weight::new(Nvfp4Tensors {
-        weight_packed: HostTensor::from_u8(DType::U8, &[1, 8], vec![0x71, 0, 0, 0, 0, 0, 0, 0x9A]).unwrap(),
+        weight_packed: HostTensor::from_u8(DType::U8, &[1, 8], vec![0x71, 0, 0, 0, 0, 0, 0, 0x9A])
+            .unwrap(),
         weight_scale: HostTensor::from_u8(DType::F8E4M3, &[1, 1], vec![0x38]).unwrap(), // 1.0
         global_scale: GlobalScale::Multiplier(2.0),
     })
@@ -613,9 +693,20 @@ fn nvfp4_both_global_scale_conventions_dequantize_identically() {
         for dtype in DType::FLOATS {
             let (x, y) = (a.dequantize(dtype).unwrap(), b.dequantize(dtype).unwrap());
             assert_eq!(x.to_f64_vec(), y.to_f64_vec(), "g = {g}");
-            for (p, q) in x.bytes().chunks(dtype.size_in_bytes()).zip(y.bytes().chunks(dtype.size_in_bytes())) {
-                let zero = |b: &[u8]| b.iter().enumerate().all(|(i, &v)| v == 0 || (i + 1 == b.len() && v == 0x80));
-                assert!(p == q || (zero(p) && zero(q)), "bits differ beyond the sign of zero");
+            for (p, q) in x
+                .bytes()
+                .chunks(dtype.size_in_bytes())
+                .zip(y.bytes().chunks(dtype.size_in_bytes()))
+            {
+                let zero = |b: &[u8]| {
+                    b.iter()
+                        .enumerate()
+                        .all(|(i, &v)| v == 0 || (i + 1 == b.len() && v == 0x80))
+                };
+                assert!(
+                    p == q || (zero(p) && zero(q)),
+                    "bits differ beyond the sign of zero"
+                );
             }
         }
     }

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use radiant::quant::config::{GptqConfig, Nvfp4Config};
 use radiant::quant::{
     AwqQuantizeParams, AwqWeight, Checkpoint, GlobalScale, GptqQuantizeParams, GptqWeight,
     GroupSize, Nvfp4Producer, Nvfp4Weight, QuantConfig, QuantLinear, ZeroFormat,
 };
-use radiant::quant::config::{GptqConfig, Nvfp4Config};
 use radiant::{DType, Error, HostTensor};
 
 fn st_bytes(tensors: &[(String, &HostTensor)]) -> Vec<u8> {
@@ -42,7 +42,12 @@ fn write(path: &Path, bytes: &[u8]) {
 
 fn weight_tensor(seed: u32, n: usize, k: usize) -> HostTensor {
     let values: Vec<f32> = (0..n * k)
-        .map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5) * 0.1)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
+                / (1 << 24) as f32
+                - 0.5)
+                * 0.1
+        })
         .collect();
     HostTensor::from_f32(DType::F32, &[n, k], &values).unwrap()
 }
@@ -61,7 +66,10 @@ fn config(text: &str) -> radiant::Result<QuantConfig> {
 #[test]
 fn gptq_configs() {
     // AutoGPTQ's quantize_config.json has no quant_method.
-    let c = config(r#"{"bits": 4, "group_size": 128, "desc_act": true, "sym": false, "static_groups": false}"#).unwrap();
+    let c = config(
+        r#"{"bits": 4, "group_size": 128, "desc_act": true, "sym": false, "static_groups": false}"#,
+    )
+    .unwrap();
     assert_eq!(
         c,
         QuantConfig::Gptq(GptqConfig {
@@ -73,12 +81,25 @@ fn gptq_configs() {
             static_groups: false,
         })
     );
-    let c = config(r#"{"quant_method": "gptq", "bits": 8, "group_size": -1, "format": "gptq_v2"}"#).unwrap();
+    let c = config(r#"{"quant_method": "gptq", "bits": 8, "group_size": -1, "format": "gptq_v2"}"#)
+        .unwrap();
     let QuantConfig::Gptq(g) = c else { panic!() };
-    assert_eq!((g.bits, g.group_size, g.zero_format, g.sym), (8, GroupSize::PerChannel, ZeroFormat::V2, true));
+    assert_eq!(
+        (g.bits, g.group_size, g.zero_format, g.sym),
+        (8, GroupSize::PerChannel, ZeroFormat::V2, true)
+    );
     // transformers spells it checkpoint_format.
-    let c = config(r#"{"quant_method": "gptq", "bits": 4, "group_size": 32, "checkpoint_format": "gptq_v2"}"#).unwrap();
-    assert!(matches!(c, QuantConfig::Gptq(GptqConfig { zero_format: ZeroFormat::V2, .. })));
+    let c = config(
+        r#"{"quant_method": "gptq", "bits": 4, "group_size": 32, "checkpoint_format": "gptq_v2"}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        c,
+        QuantConfig::Gptq(GptqConfig {
+            zero_format: ZeroFormat::V2,
+            ..
+        })
+    ));
     for bad in [
         r#"{"quant_method": "gptq", "bits": 3, "group_size": 128}"#,
         r#"{"quant_method": "gptq", "bits": 4, "group_size": 0}"#,
@@ -187,14 +208,20 @@ fn sharded_gptq_checkpoint_loads_by_tensor_name() {
     let dir = temp_dir("sharded");
     let (a, b) = (gptq_layer(1), gptq_layer(2));
     let bias = HostTensor::from_f32(DType::F16, &[64], &[0.5; 64]).unwrap();
-    let (pa, pb) = ("model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj");
+    let (pa, pb) = (
+        "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.down_proj",
+    );
     // Layer 0 in shard 1; layer 1 split across both shards.
     let mut shard1 = gptq_named(pa, &a);
     let mut named_b = gptq_named(pb, &b);
     shard1.push(named_b.remove(0));
     let mut shard2 = named_b;
     shard2.push((format!("{pb}.bias"), &bias));
-    let files = [("model-00001-of-00002.safetensors", &shard1), ("model-00002-of-00002.safetensors", &shard2)];
+    let files = [
+        ("model-00001-of-00002.safetensors", &shard1),
+        ("model-00002-of-00002.safetensors", &shard2),
+    ];
     let mut weight_map = serde_json::Map::new();
     for (file, tensors) in files {
         write(&dir.join(file), &st_bytes(tensors));
@@ -203,34 +230,60 @@ fn sharded_gptq_checkpoint_loads_by_tensor_name() {
         }
     }
     let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
-    write(&dir.join("model.safetensors.index.json"), index.to_string().as_bytes());
+    write(
+        &dir.join("model.safetensors.index.json"),
+        index.to_string().as_bytes(),
+    );
     write(&dir.join("config.json"), GPTQ_CONFIG.as_bytes());
 
     let ckpt = Checkpoint::open(&dir).unwrap();
     assert!(matches!(ckpt.config(), Some(QuantConfig::Gptq(_))));
     assert_eq!(ckpt.tensor_names().len(), 9);
-    let QuantLinear::Gptq(la) = ckpt.load_linear(pa).unwrap() else { panic!("gptq") };
+    let QuantLinear::Gptq(la) = ckpt.load_linear(pa).unwrap() else {
+        panic!("gptq")
+    };
     assert_eq!(la.weight, a);
     assert!(la.bias.is_none());
-    let QuantLinear::Gptq(lb) = ckpt.load_linear(&format!("{pb}.")).unwrap() else { panic!("gptq") };
+    let QuantLinear::Gptq(lb) = ckpt.load_linear(&format!("{pb}.")).unwrap() else {
+        panic!("gptq")
+    };
     assert_eq!(lb.weight, b);
     assert_eq!(lb.bias.as_ref(), Some(&bias));
-    assert!(is_format(&ckpt.load_linear("model.layers.2.mlp.down_proj").unwrap_err()));
+    assert!(is_format(
+        &ckpt
+            .load_linear("model.layers.2.mlp.down_proj")
+            .unwrap_err()
+    ));
 
     // A shard name that leaves the directory is refused.
     let evil = serde_json::json!({"weight_map": {"x": "../elsewhere.safetensors"}});
-    write(&dir.join("model.safetensors.index.json"), evil.to_string().as_bytes());
+    write(
+        &dir.join("model.safetensors.index.json"),
+        evil.to_string().as_bytes(),
+    );
     assert!(is_format(&Checkpoint::open(&dir).unwrap_err()));
     // An index that puts a tensor in the wrong shard is refused.
     let mut wrong = weight_map.clone();
-    wrong.insert(format!("{pa}.qweight"), "model-00002-of-00002.safetensors".into());
+    wrong.insert(
+        format!("{pa}.qweight"),
+        "model-00002-of-00002.safetensors".into(),
+    );
     let wrong = serde_json::json!({ "weight_map": wrong });
-    write(&dir.join("model.safetensors.index.json"), wrong.to_string().as_bytes());
+    write(
+        &dir.join("model.safetensors.index.json"),
+        wrong.to_string().as_bytes(),
+    );
     assert!(is_format(&Checkpoint::open(&dir).unwrap_err()));
     // A truncated shard is refused when opened.
-    write(&dir.join("model.safetensors.index.json"), index.to_string().as_bytes());
+    write(
+        &dir.join("model.safetensors.index.json"),
+        index.to_string().as_bytes(),
+    );
     let bytes = std::fs::read(dir.join("model-00002-of-00002.safetensors")).unwrap();
-    write(&dir.join("model-00002-of-00002.safetensors"), &bytes[..bytes.len() - 3]);
+    write(
+        &dir.join("model-00002-of-00002.safetensors"),
+        &bytes[..bytes.len() - 3],
+    );
     assert!(is_format(&Checkpoint::open(&dir).unwrap_err()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -239,21 +292,29 @@ fn sharded_gptq_checkpoint_loads_by_tensor_name() {
 fn single_file_and_quantize_config_json() {
     let dir = temp_dir("single");
     let a = gptq_layer(3).with_zero_format(ZeroFormat::V2);
-    write(&dir.join("model.safetensors"), &st_bytes(&gptq_named("proj", &a)));
+    write(
+        &dir.join("model.safetensors"),
+        &st_bytes(&gptq_named("proj", &a)),
+    );
     write(
         &dir.join("quantize_config.json"),
         br#"{"bits": 4, "group_size": 32, "desc_act": true, "sym": false, "checkpoint_format": "gptq_v2"}"#,
     );
     for path in [dir.clone(), dir.join("model.safetensors")] {
         let ckpt = Checkpoint::open(&path).unwrap();
-        let QuantLinear::Gptq(l) = ckpt.load_linear("proj").unwrap() else { panic!() };
+        let QuantLinear::Gptq(l) = ckpt.load_linear("proj").unwrap() else {
+            panic!()
+        };
         assert_eq!(l.weight, a);
     }
     // The same bytes with the wrong zero format declared decode differently.
     std::fs::remove_file(dir.join("quantize_config.json")).unwrap();
     let ckpt = Checkpoint::open(&dir).unwrap();
     assert!(ckpt.config().is_none());
-    assert!(is_format(&ckpt.load_linear("proj").unwrap_err()), "no config");
+    assert!(
+        is_format(&ckpt.load_linear("proj").unwrap_err()),
+        "no config"
+    );
     let v1 = GptqConfig {
         bits: 4,
         group_size: GroupSize::Columns(32),
@@ -281,7 +342,9 @@ fn awq_and_nvfp4_checkpoints() {
         &dir.join("config.json"),
         br#"{"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "gemm"}}"#,
     );
-    let QuantLinear::Awq(l) = Checkpoint::open(&dir).unwrap().load_linear("l").unwrap() else { panic!() };
+    let QuantLinear::Awq(l) = Checkpoint::open(&dir).unwrap().load_linear("l").unwrap() else {
+        panic!()
+    };
     assert_eq!(l.weight, w);
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -289,7 +352,9 @@ fn awq_and_nvfp4_checkpoints() {
     // 0-d scalar, P.input_scale (ignored); hf_quant_config.json.
     let dir = temp_dir("modelopt");
     let w = Nvfp4Weight::quantize(&weight_tensor(5, 32, 64), Nvfp4Producer::ModelOpt).unwrap();
-    let GlobalScale::Multiplier(g) = w.global_scale() else { panic!() };
+    let GlobalScale::Multiplier(g) = w.global_scale() else {
+        panic!()
+    };
     let g = HostTensor::from_f32(DType::F32, &[], &[g]).unwrap();
     let input_scale = HostTensor::from_f32(DType::F32, &[], &[1.0]).unwrap();
     let named = vec![
@@ -303,15 +368,20 @@ fn awq_and_nvfp4_checkpoints() {
         &dir.join("hf_quant_config.json"),
         br#"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "group_size": 16}}"#,
     );
-    let QuantLinear::Nvfp4(l) = Checkpoint::open(&dir).unwrap().load_linear("m").unwrap() else { panic!() };
+    let QuantLinear::Nvfp4(l) = Checkpoint::open(&dir).unwrap().load_linear("m").unwrap() else {
+        panic!()
+    };
     assert_eq!(l.weight, w);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn nvfp4_tensor_name_errors() {
-    let w = Nvfp4Weight::quantize(&weight_tensor(6, 16, 32), Nvfp4Producer::CompressedTensors).unwrap();
-    let GlobalScale::Divisor(d) = w.global_scale() else { panic!() };
+    let w =
+        Nvfp4Weight::quantize(&weight_tensor(6, 16, 32), Nvfp4Producer::CompressedTensors).unwrap();
+    let GlobalScale::Divisor(d) = w.global_scale() else {
+        panic!()
+    };
     let d = HostTensor::from_f32(DType::F32, &[1], &[d]).unwrap();
     let pqs = HostTensor::from_f32(DType::F16, &[32], &[1.0; 32]).unwrap();
     let dense = HostTensor::from_f32(DType::BF16, &[16, 32], &[0.0; 512]).unwrap();
@@ -338,8 +408,15 @@ fn nvfp4_tensor_name_errors() {
         assert!(is_format(&base(extra, global).load_nvfp4("p").unwrap_err()));
     }
     // An unquantized `P.weight` is not NVFP4.
-    let named = vec![("q.weight".to_string(), &dense), ("q.weight_scale".to_string(), w.weight_scale()), ("q.weight_scale_2".to_string(), &d)];
-    let e = Checkpoint::from_bytes(st_bytes(&named)).unwrap().load_nvfp4("q").unwrap_err();
+    let named = vec![
+        ("q.weight".to_string(), &dense),
+        ("q.weight_scale".to_string(), w.weight_scale()),
+        ("q.weight_scale_2".to_string(), &d),
+    ];
+    let e = Checkpoint::from_bytes(st_bytes(&named))
+        .unwrap()
+        .load_nvfp4("q")
+        .unwrap_err();
     assert!(is_format(&e), "{e}");
 }
 
@@ -350,7 +427,15 @@ fn in_memory_case_metadata_is_readable() {
     let views: Vec<_> = named
         .iter()
         .map(|(n, t)| {
-            (n.clone(), safetensors::tensor::TensorView::new(t.dtype().to_safetensors(), t.shape().to_vec(), t.bytes()).unwrap())
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(
+                    t.dtype().to_safetensors(),
+                    t.shape().to_vec(),
+                    t.bytes(),
+                )
+                .unwrap(),
+            )
         })
         .collect();
     let meta = HashMap::from([("op".to_string(), "gptq_matmul".to_string())]);

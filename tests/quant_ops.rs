@@ -129,8 +129,11 @@ fn reference_op_equals_dense_matmul_with_the_dequantized_weight() {
     for (i, weight) in weights().iter().enumerate() {
         for dtype in DType::FLOATS {
             for (x_shape, with_bias) in [(&[5usize, 128][..], false), (&[2, 3, 128][..], true)] {
-                let x = dev.upload_tensor(&random(10 + i as u64, dtype, x_shape, 1.0)).unwrap();
-                let bias = with_bias.then(|| dev.upload_tensor(&random(20, dtype, &[48], 0.1)).unwrap());
+                let x = dev
+                    .upload_tensor(&random(10 + i as u64, dtype, x_shape, 1.0))
+                    .unwrap();
+                let bias =
+                    with_bias.then(|| dev.upload_tensor(&random(20, dtype, &[48], 0.1)).unwrap());
                 let y = weight.run(dev, &x, bias.as_ref()).unwrap();
                 let mut want_shape = x_shape.to_vec();
                 *want_shape.last_mut().unwrap() = 48;
@@ -166,9 +169,17 @@ fn f16_activations_see_f16_rounded_weights() {
     let weight = &weights()[3]; // NVFP4: f32 products are not f16-exact
     let x32 = random(5, DType::F32, &[4, 128], 1.0);
     let x16 = x32.to_dtype(DType::F16).unwrap();
-    let x32 = x32.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap(); // same values
-    let y32 = weight.run(dev, &dev.upload_tensor(&x32).unwrap(), None).unwrap();
-    let y16 = weight.run(dev, &dev.upload_tensor(&x16).unwrap(), None).unwrap();
+    let x32 = x32
+        .to_dtype(DType::F16)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap(); // same values
+    let y32 = weight
+        .run(dev, &dev.upload_tensor(&x32).unwrap(), None)
+        .unwrap();
+    let y16 = weight
+        .run(dev, &dev.upload_tensor(&x16).unwrap(), None)
+        .unwrap();
     let w16 = weight.dequantize(DType::F16).to_f64_vec();
     let x = x16.to_f64_vec();
     let y16 = dev.download_tensor(&y16).unwrap().to_f64_vec();
@@ -179,7 +190,10 @@ fn f16_activations_see_f16_rounded_weights() {
         }
     }
     let y32 = dev.download_tensor(&y32).unwrap().to_f64_vec();
-    assert_ne!(y32, y16.iter().map(|&v| DType::F32.round(v)).collect::<Vec<_>>());
+    assert_ne!(
+        y32,
+        y16.iter().map(|&v| DType::F32.round(v)).collect::<Vec<_>>()
+    );
 }
 
 fn expect_invalid(result: radiant::Result<()>, arg: &str) {
@@ -194,18 +208,26 @@ fn invalid_arguments_are_typed_errors() {
     let dev = ReferenceBackend::new();
     let dev: &dyn Backend = &dev;
     for weight in weights() {
-        let x = dev.upload_tensor(&random(1, DType::F16, &[3, 128], 1.0)).unwrap();
+        let x = dev
+            .upload_tensor(&random(1, DType::F16, &[3, 128], 1.0))
+            .unwrap();
         let out = dev.alloc_tensor(DType::F16, &[3, 48]).unwrap();
         weight.run_into(dev, &x, None, &out).unwrap();
 
         // Wrong K.
-        let x_bad = dev.upload_tensor(&random(1, DType::F16, &[3, 64], 1.0)).unwrap();
+        let x_bad = dev
+            .upload_tensor(&random(1, DType::F16, &[3, 64], 1.0))
+            .unwrap();
         expect_invalid(weight.run_into(dev, &x_bad, None, &out), "x");
         // Rank 1.
-        let x1 = dev.upload_tensor(&random(1, DType::F16, &[128], 1.0)).unwrap();
+        let x1 = dev
+            .upload_tensor(&random(1, DType::F16, &[128], 1.0))
+            .unwrap();
         expect_invalid(weight.run_into(dev, &x1, None, &out), "x");
         // Not a float.
-        let xi = dev.upload_tensor(&HostTensor::zeros(DType::I32, &[3, 128]).unwrap()).unwrap();
+        let xi = dev
+            .upload_tensor(&HostTensor::zeros(DType::I32, &[3, 128]).unwrap())
+            .unwrap();
         expect_invalid(weight.run_into(dev, &xi, None, &out), "x");
         assert!(weight.run(dev, &xi, None).is_err());
         // out: wrong dtype, wrong shape.
@@ -214,14 +236,34 @@ fn invalid_arguments_are_typed_errors() {
         let out_bad = dev.alloc_tensor(DType::F16, &[3, 47]).unwrap();
         expect_invalid(weight.run_into(dev, &x, None, &out_bad), "out");
         // bias: wrong dtype, wrong shape.
-        let b32 = dev.upload_tensor(&random(2, DType::F32, &[48], 1.0)).unwrap();
+        let b32 = dev
+            .upload_tensor(&random(2, DType::F32, &[48], 1.0))
+            .unwrap();
         expect_invalid(weight.run_into(dev, &x, Some(&b32), &out), "bias");
-        let b_bad = dev.upload_tensor(&random(2, DType::F16, &[47], 1.0)).unwrap();
+        let b_bad = dev
+            .upload_tensor(&random(2, DType::F16, &[47], 1.0))
+            .unwrap();
         expect_invalid(weight.run_into(dev, &x, Some(&b_bad), &out), "bias");
         // Not contiguous.
-        let strided = Tensor::from_buffer_strided(x.buffer().clone(), DType::F16, &[3, 64], &[128, 2], 0).unwrap();
+        let strided =
+            Tensor::from_buffer_strided(x.buffer().clone(), DType::F16, &[3, 64], &[128, 2], 0)
+                .unwrap();
         let out_s = dev.alloc_tensor(DType::F16, &[3, 48]).unwrap();
         assert!(weight.run_into(dev, &strided, None, &out_s).is_err());
+        // A huge zero-stride view of x is refused by the op itself, before
+        // any output is allocated.
+        let huge = Tensor::from_buffer_strided(
+            x.buffer().clone(),
+            DType::F16,
+            &[1 << 62, 128],
+            &[0, 1],
+            0,
+        )
+        .unwrap();
+        match weight.run(dev, &huge, None) {
+            Err(Error::InvalidArgument { op, arg: "x", .. }) => assert_eq!(op, weight.op().name()),
+            other => panic!("expected InvalidArgument on x, got {other:?}"),
+        }
     }
 }
 
@@ -233,14 +275,21 @@ fn output_aliasing_is_rejected() {
     let w = random(3, DType::F32, &[128, 128], 0.05);
     let gptq = GptqWeight::quantize(&w, &GptqQuantizeParams::default()).unwrap();
     let device = gptq.upload(dev).unwrap();
-    let x = dev.upload_tensor(&random(1, DType::F32, &[2, 128], 1.0)).unwrap();
+    let x = dev
+        .upload_tensor(&random(1, DType::F32, &[2, 128], 1.0))
+        .unwrap();
     let r = ops::gptq_matmul_into(dev, &x, &device, None, &x);
     expect_invalid(r, "out");
     // out over the bias.
-    let bias = dev.upload_tensor(&random(2, DType::F32, &[2, 128], 1.0)).unwrap();
+    let bias = dev
+        .upload_tensor(&random(2, DType::F32, &[2, 128], 1.0))
+        .unwrap();
     let bias_row = bias.reshape(&[256]).unwrap();
     let bias_view = Tensor::from_buffer(bias_row.buffer().clone(), DType::F32, &[128], 0).unwrap();
-    expect_invalid(ops::gptq_matmul_into(dev, &x, &device, Some(&bias_view), &bias), "out");
+    expect_invalid(
+        ops::gptq_matmul_into(dev, &x, &device, Some(&bias_view), &bias),
+        "out",
+    );
     // out over one of the weight's own tensors (the f32 scales here have
     // [1, 128] elements: view them as a [1, 128] f32 output).
     let gptq32 = GptqWeight::quantize(
@@ -254,9 +303,14 @@ fn output_aliasing_is_rejected() {
     .unwrap()
     .upload(dev)
     .unwrap();
-    let x1 = dev.upload_tensor(&random(1, DType::F32, &[1, 128], 1.0)).unwrap();
+    let x1 = dev
+        .upload_tensor(&random(1, DType::F32, &[1, 128], 1.0))
+        .unwrap();
     let over_scales = gptq32.scales().clone();
-    expect_invalid(ops::gptq_matmul_into(dev, &x1, &gptq32, None, &over_scales), "out");
+    expect_invalid(
+        ops::gptq_matmul_into(dev, &x1, &gptq32, None, &over_scales),
+        "out",
+    );
 }
 
 #[test]
@@ -265,15 +319,26 @@ fn problems_report_query_bits_and_counts() {
     let dev: &dyn Backend = &dev;
     let w = random(3, DType::F32, &[64, 128], 0.05);
     for bits in [4u32, 8] {
-        let gptq = GptqWeight::quantize(&w, &GptqQuantizeParams { bits, ..Default::default() })
-            .unwrap()
-            .upload(dev)
+        let gptq = GptqWeight::quantize(
+            &w,
+            &GptqQuantizeParams {
+                bits,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .upload(dev)
+        .unwrap();
+        let x = dev
+            .upload_tensor(&random(1, DType::BF16, &[2, 5, 128], 1.0))
             .unwrap();
-        let x = dev.upload_tensor(&random(1, DType::BF16, &[2, 5, 128], 1.0)).unwrap();
         let out = dev.alloc_tensor(DType::BF16, &[2, 5, 64]).unwrap();
         let p = ops::gptq_matmul::validate(dev, &x, &gptq, None, &out).unwrap();
         let q = p.query();
-        assert_eq!((q.op, q.dtype, q.bits), (OpKind::GptqMatmul, DType::BF16, Some(bits)));
+        assert_eq!(
+            (q.op, q.dtype, q.bits),
+            (OpKind::GptqMatmul, DType::BF16, Some(bits))
+        );
         assert_eq!((p.m, p.n, p.k), (10, 64, 128));
         assert_eq!(p.flops(), 2.0 * 10.0 * 64.0 * 128.0);
         let packed = 128 * 64 * bits as usize / 8;
@@ -283,14 +348,31 @@ fn problems_report_query_bits_and_counts() {
         let x_out = (10 * 128 + 10 * 64) * 2;
         assert_eq!(p.bytes(), (packed + scales + zeros + g_idx + x_out) as f64);
     }
-    let awq = AwqWeight::quantize(&w, &AwqQuantizeParams::default()).unwrap().upload(dev).unwrap();
-    let x = dev.upload_tensor(&random(1, DType::F32, &[2, 128], 1.0)).unwrap();
+    let awq = AwqWeight::quantize(&w, &AwqQuantizeParams::default())
+        .unwrap()
+        .upload(dev)
+        .unwrap();
+    let x = dev
+        .upload_tensor(&random(1, DType::F32, &[2, 128], 1.0))
+        .unwrap();
     let out = dev.alloc_tensor(DType::F32, &[2, 64]).unwrap();
-    assert_eq!(ops::awq_matmul::validate(dev, &x, &awq, None, &out).unwrap().query().bits, Some(4));
-    let nv = Nvfp4Weight::quantize(&w, Nvfp4Producer::ModelOpt).unwrap().upload(dev).unwrap();
+    assert_eq!(
+        ops::awq_matmul::validate(dev, &x, &awq, None, &out)
+            .unwrap()
+            .query()
+            .bits,
+        Some(4)
+    );
+    let nv = Nvfp4Weight::quantize(&w, Nvfp4Producer::ModelOpt)
+        .unwrap()
+        .upload(dev)
+        .unwrap();
     let p = ops::nvfp4_matmul::validate(dev, &x, &nv, None, &out).unwrap();
     assert_eq!(p.query().op, OpKind::Nvfp4Matmul);
-    assert_eq!(p.bytes(), (64 * 64 + 64 * 8 + 2 * 128 * 4 + 2 * 64 * 4) as f64);
+    assert_eq!(
+        p.bytes(),
+        (64 * 64 + 64 * 8 + 2 * 128 * 4 + 2 * 64 * 4) as f64
+    );
 }
 
 #[test]
@@ -310,7 +392,10 @@ fn device_weights_round_trip_and_normalize_v1_zeros() {
     assert_eq!(device.source_zero_format(), ZeroFormat::V1);
     assert!(device.is_act_order());
     assert!(!device.is_symmetric());
-    assert_eq!((device.k(), device.n(), device.groups(), device.bits()), (64, 32, 2, 4));
+    assert_eq!(
+        (device.k(), device.n(), device.groups(), device.bits()),
+        (64, 32, 2, 4)
+    );
     // The device copy holds v2 words; it dequantizes to the same weight.
     let back = device.download(dev).unwrap();
     assert_eq!(back.zero_format(), ZeroFormat::V2);
@@ -323,10 +408,16 @@ fn a_weight_corrupted_on_the_device_is_an_error_not_a_panic() {
     let dev = ReferenceBackend::new();
     let dev: &dyn Backend = &dev;
     let w = random(3, DType::F32, &[32, 64], 0.05);
-    let device = GptqWeight::quantize(&w, &GptqQuantizeParams::default()).unwrap().upload(dev).unwrap();
+    let device = GptqWeight::quantize(&w, &GptqQuantizeParams::default())
+        .unwrap()
+        .upload(dev)
+        .unwrap();
     // Overwrite g_idx[0] with a group that does not exist.
-    dev.upload(device.g_idx().buffer(), 0, &1000i32.to_le_bytes()).unwrap();
-    let x = dev.upload_tensor(&random(1, DType::F32, &[1, 64], 1.0)).unwrap();
+    dev.upload(device.g_idx().buffer(), 0, &1000i32.to_le_bytes())
+        .unwrap();
+    let x = dev
+        .upload_tensor(&random(1, DType::F32, &[1, 64], 1.0))
+        .unwrap();
     match ops::gptq_matmul(dev, &x, &device, None) {
         Err(Error::Device { op, .. }) => assert_eq!(op, "gptq_matmul"),
         other => panic!("expected a device error, got {other:?}"),
@@ -342,7 +433,9 @@ fn backends_without_a_kernel_refuse_with_unsupported() {
     for entry in radiant::devices() {
         let Ok(dev) = entry.status else { continue };
         let dev = dev.as_ref();
-        let x = dev.upload_tensor(&random(1, DType::F32, &[1, 64], 1.0)).unwrap();
+        let x = dev
+            .upload_tensor(&random(1, DType::F32, &[1, 64], 1.0))
+            .unwrap();
         let weight = host.upload(dev).unwrap();
         match ops::gptq_matmul(dev, &x, &weight, None) {
             Ok(_) | Err(Error::Unsupported(_)) => {}

@@ -11,6 +11,11 @@
 //!   (`cargo bench --bench matmul -- bf16`) allocates only what it runs.
 //! * `RADIANT_BENCH_QUICK=1` switches to the tiny shapes of
 //!   `radiant bench --quick` (criterion's own `--quick` shortens sampling).
+//! * GPU adapters emulated on the CPU (llvmpipe, WARP) are left out, with a
+//!   note: at seconds per launch, criterion's ten samples per case would
+//!   stretch `cargo bench` by many minutes. `RADIANT_BENCH_SOFTWARE=1`
+//!   includes them (with the slow-backend FLOP budget); `radiant bench`
+//!   always does.
 
 // Each bench file uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -21,13 +26,15 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use radiant::Backend;
+use radiant::bench::roofline::is_software_adapter;
 use radiant::bench::{BenchCase, PreparedCase, Suite, cases};
 use radiant::ops::OpKind;
 
-/// FLOP budget per case for the scalar `reference` backend under criterion,
-/// which takes at least 10 samples of at least one launch each: at the
-/// oracle's ~0.1–1 GFLOP/s this keeps one case within seconds.
-pub const REFERENCE_FLOP_BUDGET: f64 = 2e8;
+/// FLOP budget per case for slow backends (the scalar `reference` oracle,
+/// GPU adapters emulated on the CPU) under criterion, which takes at least
+/// 10 samples of at least one launch each: at the oracle's ~0.3–1 GFLOP/s
+/// this keeps one case within seconds.
+pub const SLOW_BACKEND_FLOP_BUDGET: f64 = 2e8;
 
 /// Short measurements: a full `cargo bench` stays a few minutes on 2 cores.
 pub fn criterion() -> Criterion {
@@ -39,9 +46,10 @@ pub fn criterion() -> Criterion {
 }
 
 pub fn suite() -> Suite {
-    match std::env::var("RADIANT_BENCH_QUICK") {
-        Ok(v) if !v.is_empty() && v != "0" => Suite::Quick,
-        _ => Suite::Full,
+    if env_flag("RADIANT_BENCH_QUICK") {
+        Suite::Quick
+    } else {
+        Suite::Full
     }
 }
 
@@ -53,11 +61,23 @@ pub fn op_cases(op: OpKind) -> Vec<BenchCase> {
         .collect()
 }
 
-/// Every available backend.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Every available backend (software GPU adapters only on request).
 pub fn backends() -> Vec<Arc<dyn Backend>> {
+    let software = env_flag("RADIANT_BENCH_SOFTWARE");
     radiant::devices()
         .into_iter()
         .filter_map(|entry| match entry.status {
+            Ok(backend) if !software && is_software_adapter(backend.as_ref()) => {
+                eprintln!(
+                    "note: skipping {}, a GPU emulated on the CPU (RADIANT_BENCH_SOFTWARE=1 includes it)",
+                    entry.name
+                );
+                None
+            }
             Ok(backend) => Some(backend),
             Err(reason) => {
                 eprintln!("note: {} is unavailable: {reason}", entry.name);
@@ -87,7 +107,7 @@ pub fn bench_backends(
     case: &BenchCase,
 ) {
     for backend in backends {
-        if let Some(reason) = case.skip_reason(backend.as_ref(), REFERENCE_FLOP_BUDGET) {
+        if let Some(reason) = case.skip_reason(backend.as_ref(), SLOW_BACKEND_FLOP_BUDGET) {
             eprintln!(
                 "note: skipping {} on {}: {reason}",
                 case.id(),

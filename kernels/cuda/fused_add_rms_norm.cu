@@ -74,15 +74,15 @@ __device__ __forceinline__ void fused_add_rms_norm_impl(const T* __restrict__ x,
     }
 }
 
-extern "C" __global__ void fused_add_rms_norm_f32(const float* x, float* residual, const float* w, float* out, i64 rows,
+extern "C" __global__ void __launch_bounds__(1024) fused_add_rms_norm_f32(const float* x, float* residual, const float* w, float* out, i64 rows,
                                                   int hidden, float eps, float weight_offset) {
     fused_add_rms_norm_impl<float>(x, residual, w, out, rows, hidden, eps, weight_offset);
 }
-extern "C" __global__ void fused_add_rms_norm_f16(const f16* x, f16* residual, const f16* w, f16* out, i64 rows,
+extern "C" __global__ void __launch_bounds__(1024) fused_add_rms_norm_f16(const f16* x, f16* residual, const f16* w, f16* out, i64 rows,
                                                   int hidden, float eps, float weight_offset) {
     fused_add_rms_norm_impl<f16>(x, residual, w, out, rows, hidden, eps, weight_offset);
 }
-extern "C" __global__ void fused_add_rms_norm_bf16(const bf16* x, bf16* residual, const bf16* w, bf16* out, i64 rows,
+extern "C" __global__ void __launch_bounds__(1024) fused_add_rms_norm_bf16(const bf16* x, bf16* residual, const bf16* w, bf16* out, i64 rows,
                                                    int hidden, float eps, float weight_offset) {
     fused_add_rms_norm_impl<bf16>(x, residual, w, out, rows, hidden, eps, weight_offset);
 }

@@ -13,7 +13,8 @@
 // and division (not rsqrtf); (w + offset) is formed in f32; y is rounded
 // once to the storage type.
 //
-// Limits: blockDim.x a multiple of kWarp, at most 1024; hidden < 2^31.
+// Limits: blockDim.x a multiple of kWarp, at most 1024 (launch bounds keep
+// the register count low enough for 1024); hidden < 2^31.
 #include "common.cuh"
 
 template <typename T>
@@ -64,15 +65,15 @@ __device__ __forceinline__ void rms_norm_impl(const T* __restrict__ x, const T* 
     }
 }
 
-extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, i64 rows, int hidden, float eps,
+extern "C" __global__ void __launch_bounds__(1024) rms_norm_f32(const float* x, const float* w, float* out, i64 rows, int hidden, float eps,
                                         float weight_offset) {
     rms_norm_impl<float>(x, w, out, rows, hidden, eps, weight_offset);
 }
-extern "C" __global__ void rms_norm_f16(const f16* x, const f16* w, f16* out, i64 rows, int hidden, float eps,
+extern "C" __global__ void __launch_bounds__(1024) rms_norm_f16(const f16* x, const f16* w, f16* out, i64 rows, int hidden, float eps,
                                         float weight_offset) {
     rms_norm_impl<f16>(x, w, out, rows, hidden, eps, weight_offset);
 }
-extern "C" __global__ void rms_norm_bf16(const bf16* x, const bf16* w, bf16* out, i64 rows, int hidden, float eps,
+extern "C" __global__ void __launch_bounds__(1024) rms_norm_bf16(const bf16* x, const bf16* w, bf16* out, i64 rows, int hidden, float eps,
                                          float weight_offset) {
     rms_norm_impl<bf16>(x, w, out, rows, hidden, eps, weight_offset);
 }

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::bench::roofline;
 use crate::cpu::ReferenceBackend;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -194,11 +195,12 @@ pub fn cases(suite: Suite) -> Vec<BenchCase> {
     cases
 }
 
-/// The FLOP budget per case for the `reference` backend in `radiant bench`.
-/// The scalar f64 oracle runs ~0.3–1 GFLOP/s (and its memory-bound ops
-/// far below their FLOP count's worth), so larger cases are skipped: with
-/// this budget the whole full suite takes about a minute on the reference.
-pub const REFERENCE_FLOP_BUDGET: f64 = 1e9;
+/// The FLOP budget per case for slow backends in `radiant bench`: the
+/// scalar f64 `reference` oracle (~0.3–1 GFLOP/s, and its memory-bound ops
+/// far below their FLOP count's worth) and GPU adapters emulated on the CPU
+/// (llvmpipe, WARP). Larger cases are skipped for them: with this budget the
+/// full suite takes about a minute on the reference.
+pub const SLOW_BACKEND_FLOP_BUDGET: f64 = 1e9;
 
 impl BenchCase {
     pub fn op(&self) -> OpKind {
@@ -294,17 +296,17 @@ impl BenchCase {
     }
 
     /// Why `backend` does not run this case, if it does not: the backend
-    /// does not support it, or it is the reference oracle and the case's
-    /// FLOPs exceed `reference_budget`.
-    pub fn skip_reason(&self, backend: &dyn Backend, reference_budget: f64) -> Option<String> {
+    /// does not support it, or it is a slow backend ([`is_slow_backend`])
+    /// and the case's FLOPs exceed `slow_budget`.
+    pub fn skip_reason(&self, backend: &dyn Backend, slow_budget: f64) -> Option<String> {
         if let Err(unsupported) = backend.supports(&self.query()) {
             return Some(unsupported.to_string());
         }
-        if backend.name() == ReferenceBackend::NAME && self.flops() > reference_budget {
+        if self.flops() > slow_budget && is_slow_backend(backend) {
             return Some(format!(
-                "{:.2} GFLOP is over the reference backend's budget of {:.2} GFLOP",
+                "{:.2} GFLOP is over the {:.2} GFLOP budget of slow backends",
                 self.flops() / 1e9,
-                reference_budget / 1e9
+                slow_budget / 1e9
             ));
         }
         None
@@ -418,6 +420,13 @@ impl BenchCase {
             bytes,
         })
     }
+}
+
+/// True for backends far slower than the hardware they run on, which the
+/// FLOP budget applies to: the `reference` oracle and GPU adapters emulated
+/// on the CPU ([`roofline::is_software_adapter`]).
+pub fn is_slow_backend(backend: &dyn Backend) -> bool {
+    backend.name() == ReferenceBackend::NAME || roofline::is_software_adapter(backend)
 }
 
 /// A case's tensors on one backend, ready to launch.

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::bench::roofline::{Bound, HostRoofline, Roofline};
+use crate::bench::roofline::{Bound, HostMeasurement, HostRoofline, Roofline};
 use crate::bench::timing::Timing;
 use crate::dtype::DType;
 use crate::ops::OpKind;
@@ -181,11 +181,22 @@ pub fn format_seconds(s: f64) -> String {
 
 fn roofline_text(label: &str, r: &Roofline) -> String {
     format!(
-        "{label}: peak {:.1} GFLOP/s f32, copy {:.1} GB/s, balance {:.1} FLOP/B ({})",
+        "{label}: peak {:.1} GFLOP/s f32, bandwidth {:.1} GB/s, balance {:.1} FLOP/B ({})",
         r.peak_flops / 1e9,
         r.bandwidth_bytes_per_s / 1e9,
         r.balance(),
         r.source
+    )
+}
+
+fn measurement_text(m: &HostMeasurement) -> String {
+    format!(
+        "host, {} thread{}: FMA {:.1} GFLOP/s f32, copy {:.1} GB/s, read {:.1} GB/s",
+        m.threads,
+        if m.threads == 1 { "" } else { "s" },
+        m.fma_flops / 1e9,
+        m.copy_bytes_per_s / 1e9,
+        m.read_bytes_per_s / 1e9
     )
 }
 
@@ -205,19 +216,9 @@ pub fn header(machine: &MachineInfo, host: Option<&HostRoofline>) -> String {
     );
     let _ = writeln!(out, "CPU: {}, {} threads", machine.cpu, machine.threads);
     if let Some(host) = host {
-        let _ = writeln!(
-            out,
-            "{}",
-            roofline_text("host roofline, 1 thread", &host.one_thread)
-        );
-        let _ = writeln!(
-            out,
-            "{}",
-            roofline_text(
-                &format!("host roofline, {} threads", host.threads),
-                &host.all_threads
-            )
-        );
+        let _ = writeln!(out, "{}", measurement_text(&host.one_thread));
+        let _ = writeln!(out, "{}", measurement_text(&host.all_threads));
+        let _ = writeln!(out, "{}", roofline_text("host roofline", &host.ceiling()));
     }
     out
 }
@@ -304,6 +305,14 @@ pub fn json(
             "source": r.source,
         })
     };
+    let measurement = |m: &HostMeasurement| {
+        json!({
+            "threads": m.threads,
+            "fma_gflop_per_s": m.fma_flops / 1e9,
+            "copy_gb_per_s": m.copy_bytes_per_s / 1e9,
+            "read_gb_per_s": m.read_bytes_per_s / 1e9,
+        })
+    };
     let backends: serde_json::Map<String, Value> = backend_rooflines
         .iter()
         .map(|(name, r)| (name.clone(), r.as_ref().map_or(Value::Null, roofline)))
@@ -320,10 +329,11 @@ pub fn json(
             "os": machine.os,
         },
         "host_roofline": host.map(|h| json!({
-            "threads": h.threads,
             "fma_kernel": h.kernel,
-            "one_thread": roofline(&h.one_thread),
-            "all_threads": roofline(&h.all_threads),
+            "buffer_bytes": h.buffer_bytes,
+            "one_thread": measurement(&h.one_thread),
+            "all_threads": measurement(&h.all_threads),
+            "ceiling": roofline(&h.ceiling()),
         })),
         "backend_rooflines": backends,
         "results": rows.iter().map(BenchRow::to_json).collect::<Vec<_>>(),

@@ -12,13 +12,18 @@
 //!   multiply and add elsewhere). AVX-512 is not used: on Zen 4 it issues as
 //!   two 256-bit halves (same peak), and on cores with full-width AVX-512
 //!   units the true peak is up to 2× the figure measured here.
-//! * **copy bandwidth**: a large copy (256 MiB, far beyond any last-level
-//!   cache), best of a few, counting the bytes read *and* written (STREAM's
-//!   convention, matching how op byte counts add inputs and outputs).
+//! * **memory bandwidth**: a large copy (256 MiB, far beyond any
+//!   last-level cache), counting bytes read *and* written (STREAM's
+//!   convention, matching how op byte counts add inputs and outputs), and a
+//!   read-only sweep of the same buffer, each best of a few. The roofline
+//!   takes the higher: a read-dominated op (GEMV, decode attention) streams
+//!   faster than a copy can, since a copy pays for its writes.
 //!
-//! Both are measured on one thread and on every thread of the current rayon
-//! pool; the all-thread figures are the roofline, since backends use the
-//! whole pool.
+//! Each is measured on one thread and on every thread of the current rayon
+//! pool (the pool the backends run on); the roofline takes the better of
+//! the two, so a noisy all-thread run on a loaded machine cannot lower it.
+//! Shapes that fit in the last-level cache can still beat a DRAM
+//! roofline; a percentage above 100 says so.
 //!
 //! Device backends (CUDA, ROCm, wgpu) will supply their own ceilings from
 //! the device's properties; see [`roofline_for`].
@@ -97,15 +102,28 @@ impl Roofline {
     }
 }
 
-/// This machine's CPU ceilings, on one thread and on every pool thread.
+/// What one thread count achieved on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostMeasurement {
+    pub threads: usize,
+    /// f32 FMA rate, FLOP/s.
+    pub fma_flops: f64,
+    /// Large-copy bandwidth, bytes read + written per second.
+    pub copy_bytes_per_s: f64,
+    /// Large read-only sweep, bytes read per second.
+    pub read_bytes_per_s: f64,
+}
+
+/// This machine's CPU, measured on one thread and on every pool thread.
 #[derive(Debug, Clone)]
 pub struct HostRoofline {
-    /// Threads of the rayon pool the measurement (and the backends) ran on.
-    pub threads: usize,
     /// The FMA kernel used (`avx2+fma`, `neon`, `scalar`).
     pub kernel: &'static str,
-    pub one_thread: Roofline,
-    pub all_threads: Roofline,
+    /// Size of the bandwidth buffers, in bytes.
+    pub buffer_bytes: usize,
+    pub one_thread: HostMeasurement,
+    /// On every thread of the pool the backends run on.
+    pub all_threads: HostMeasurement,
 }
 
 /// Number of independent FMA accumulators per thread. An FMA has a latency
@@ -113,57 +131,56 @@ pub struct HostRoofline {
 /// both ports busy; 12 leaves registers for the two operands.
 pub const FMA_CHAINS: usize = 12;
 
-/// Copy size for the bandwidth measurement (8× a large server L3 slice).
+/// Buffer size of the bandwidth measurements (8× a large server L3).
 pub const COPY_BYTES: usize = 256 << 20;
 
 /// How long one FMA measurement runs (per repetition).
-const FMA_SECONDS: f64 = 0.1;
+const FMA_SECONDS: f64 = 0.05;
 
-/// Measures this machine's roofline on the current rayon pool. `copy_bytes`
-/// is the size of each copy ([`COPY_BYTES`] normally; `--quick` uses less).
-pub fn measure_host(copy_bytes: usize, reps: usize) -> HostRoofline {
+/// Measures this machine's CPU on the current rayon pool, best of `reps`
+/// for each figure. `buffer_bytes` sizes the bandwidth buffers
+/// ([`COPY_BYTES`] normally; `--quick` uses less).
+pub fn measure_host(buffer_bytes: usize, reps: usize) -> HostRoofline {
     let threads = rayon::current_num_threads();
-    let kernel = fma_kernel();
-    let fma_1 = peak_fma_flops(1, reps);
-    let fma_n = peak_fma_flops(threads, reps);
-    let copy_1 = copy_bandwidth(copy_bytes, 1, reps);
-    let copy_n = copy_bandwidth(copy_bytes, threads, reps);
-    let source = |t: usize| {
-        format!(
-            "measured on this CPU: {} FMA chains ({}), {} MiB copy, {t} thread{}",
-            FMA_CHAINS,
-            kernel.name(),
-            copy_bytes >> 20,
-            if t == 1 { "" } else { "s" }
-        )
+    let measure = |t: usize| HostMeasurement {
+        threads: t,
+        fma_flops: peak_fma_flops(t, reps),
+        copy_bytes_per_s: copy_bandwidth(buffer_bytes, t, reps),
+        read_bytes_per_s: read_bandwidth(buffer_bytes, t, reps),
     };
     HostRoofline {
-        threads,
-        kernel: kernel.name(),
-        one_thread: Roofline {
-            peak_flops: fma_1,
-            bandwidth_bytes_per_s: copy_1,
-            source: source(1),
-        },
-        all_threads: Roofline {
-            peak_flops: fma_n,
-            bandwidth_bytes_per_s: copy_n,
-            source: source(threads),
-        },
+        kernel: fma_kernel().name(),
+        buffer_bytes,
+        one_thread: measure(1),
+        all_threads: measure(threads),
     }
 }
 
 impl HostRoofline {
-    /// The host's ceilings: the better of the one- and all-thread figures
-    /// (on a loaded or SMT machine, one thread can copy faster than all).
+    /// Threads of the pool the measurement (and the backends) ran on.
+    pub fn threads(&self) -> usize {
+        self.all_threads.threads
+    }
+
+    /// The host's ceilings: the best FMA rate and the best bandwidth (read
+    /// or copy) over one thread and all threads.
     pub fn ceiling(&self) -> Roofline {
+        let both = [self.one_thread, self.all_threads];
+        let peak_flops = both.iter().map(|m| m.fma_flops).fold(0.0, f64::max);
+        let bandwidth = both
+            .iter()
+            .map(|m| m.copy_bytes_per_s.max(m.read_bytes_per_s))
+            .fold(0.0, f64::max);
         Roofline {
-            peak_flops: self.one_thread.peak_flops.max(self.all_threads.peak_flops),
-            bandwidth_bytes_per_s: self
-                .one_thread
-                .bandwidth_bytes_per_s
-                .max(self.all_threads.bandwidth_bytes_per_s),
-            source: self.all_threads.source.clone(),
+            peak_flops,
+            bandwidth_bytes_per_s: bandwidth,
+            source: format!(
+                "measured on this CPU: {FMA_CHAINS} FMA chains ({}), {} MiB copy and read, \
+                 best of 1 and {} threads",
+                self.kernel,
+                self.buffer_bytes >> 20,
+                self.threads()
+            ),
         }
     }
 }
@@ -171,13 +188,14 @@ impl HostRoofline {
 /// The roofline to judge `backend` against, or `None` when its device's
 /// ceilings are unknown.
 ///
-/// A backend whose buffers are host memory runs on this CPU and gets the
-/// host's [`HostRoofline::ceiling`]. Device backends will report their own
-/// ceilings (peak FLOP/s per dtype, memory bandwidth) through the `Backend`
-/// trait once it has a method for them; until then their rows show no
-/// percentage rather than a wrong one.
+/// Backends that compute on this CPU get the host's
+/// [`HostRoofline::ceiling`]: those whose buffers are host memory
+/// (`reference`, `cpu`) and GPU adapters emulated on the CPU (llvmpipe).
+/// Real devices will report their own ceilings (peak FLOP/s per dtype,
+/// memory bandwidth) through the `Backend` trait once it has a method for
+/// them; until then their rows show no percentage rather than a wrong one.
 pub fn roofline_for(backend: &dyn Backend, host: &HostRoofline) -> Option<Roofline> {
-    is_host_backend(backend).then(|| host.ceiling())
+    (is_host_backend(backend) || is_software_adapter(backend)).then(|| host.ceiling())
 }
 
 /// True when `backend` allocates host memory (`reference`, `cpu`).
@@ -185,6 +203,20 @@ pub fn is_host_backend(backend: &dyn Backend) -> bool {
     backend
         .alloc(1)
         .is_ok_and(|buffer| HostMemory::of(&buffer).is_some())
+}
+
+/// True for a GPU adapter that the driver emulates on the CPU (llvmpipe,
+/// lavapipe, WARP, SwiftShader), which the wgpu backend reports as the
+/// feature `type=Cpu` (wgpu's `DeviceType::Cpu`). A renamed feature only
+/// costs the adapter its roofline percentage and FLOP budget, never a
+/// wrong number; a `DeviceInfo` field would make this exact.
+pub fn is_software_adapter(backend: &dyn Backend) -> bool {
+    !is_host_backend(backend)
+        && backend
+            .info()
+            .features
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("type=cpu"))
 }
 
 // ---------------------------------------------------------------------------
@@ -370,6 +402,45 @@ fn parallel_copy_on(dst: &mut [u8], src: &[u8], threads: usize) {
     dst.par_chunks_mut(chunk)
         .zip(src.par_chunks(chunk))
         .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// Read bandwidth in bytes/s of `threads` threads summing a `bytes`-byte
+/// buffer, best of `reps`.
+pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
+    let threads = threads.clamp(1, rayon::current_num_threads());
+    let words = vec![1u64; bytes / 8];
+    let chunk = words.len().div_ceil(threads).max(1);
+    // Eight independent sums per thread: a vectorized, latency-free sweep.
+    let sum = |part: &[u64]| {
+        let mut acc = [0u64; 8];
+        let mut lanes = part.chunks_exact(8);
+        for lane in &mut lanes {
+            for (a, w) in acc.iter_mut().zip(lane) {
+                *a = a.wrapping_add(*w);
+            }
+        }
+        let tail = lanes
+            .remainder()
+            .iter()
+            .fold(0u64, |a, w| a.wrapping_add(*w));
+        acc.iter().fold(tail, |a, w| a.wrapping_add(*w))
+    };
+    let mut best = 0.0f64;
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        let total: u64 = if threads == 1 {
+            sum(black_box(&words))
+        } else {
+            black_box(&words)
+                .par_chunks(chunk)
+                .map(sum)
+                .reduce(|| 0, u64::wrapping_add)
+        };
+        let elapsed = start.elapsed().as_secs_f64();
+        black_box(total);
+        best = best.max((words.len() * 8) as f64 / elapsed);
+    }
+    best
 }
 
 /// Copy bandwidth in bytes/s (read + written) of `threads` threads copying

@@ -5,7 +5,10 @@
 //! `target_seconds` of measuring are done, and the median per-launch time.
 //! A sample is a batch of launches followed by one synchronize, sized so it
 //! lasts at least `min_sample_seconds`: a microsecond-scale GPU kernel is
-//! then timed by its throughput, not by the launch-and-wait round trip.
+//! then timed by its throughput, not by the launch-and-wait round trip. A
+//! launch slower than `slow_launch_seconds` is timed once, by its warm-up
+//! run (what warm-up saves is small beside seconds), so that no backend can
+//! stretch a run by minutes.
 
 use std::time::Instant;
 
@@ -22,6 +25,8 @@ pub struct TimingPolicy {
     pub max_samples: usize,
     /// A sample batches launches until it lasts at least this long.
     pub min_sample_seconds: f64,
+    /// A warm-up launch at least this long is the only sample.
+    pub slow_launch_seconds: f64,
 }
 
 impl TimingPolicy {
@@ -31,6 +36,7 @@ impl TimingPolicy {
         min_samples: 3,
         max_samples: 1000,
         min_sample_seconds: 1e-3,
+        slow_launch_seconds: 2.0,
     };
 
     /// `--quick`: a smoke test of the harness, not a measurement.
@@ -39,6 +45,7 @@ impl TimingPolicy {
         min_samples: 3,
         max_samples: 100,
         min_sample_seconds: 1e-4,
+        slow_launch_seconds: 0.5,
     };
 }
 
@@ -63,6 +70,15 @@ pub fn measure(
     let start = Instant::now();
     run_batch(1)?;
     let warmup = start.elapsed().as_secs_f64();
+    if warmup >= policy.slow_launch_seconds {
+        return Ok(Timing {
+            median_s: warmup,
+            min_s: warmup,
+            max_s: warmup,
+            samples: 1,
+            batch: 1,
+        });
+    }
     let batch = if warmup >= policy.min_sample_seconds {
         1
     } else {
@@ -109,6 +125,7 @@ mod tests {
             min_samples: 5,
             max_samples: 5,
             min_sample_seconds: 1e-3,
+            slow_launch_seconds: 1.0,
         };
         let timing = measure(&policy, |n| {
             launches += n;
@@ -119,6 +136,21 @@ mod tests {
         assert!(timing.batch > 1, "an empty launch must be batched");
         assert_eq!(launches, 1 + 5 * timing.batch);
         assert!(timing.min_s <= timing.median_s && timing.median_s <= timing.max_s);
+    }
+
+    #[test]
+    fn a_slow_launch_is_timed_once() {
+        let policy = TimingPolicy {
+            slow_launch_seconds: 0.0,
+            ..TimingPolicy::FULL
+        };
+        let mut launches = 0;
+        let timing = measure(&policy, |n| {
+            launches += n;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((launches, timing.samples), (1, 1));
     }
 
     #[test]

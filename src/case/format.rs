@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::case::{Case, CaseParams, RawParams};
+use crate::case::{AwqCaseParams, Case, CaseParams, GptqCaseParams};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::{AttentionParams, BLayout, MatmulParams, OpKind, RmsNormParams};
+use crate::quant::{GroupSize, ZeroFormat};
 use crate::tensor::HostTensor;
 
 const MATMUL_KEYS: &[&str] = &["b_layout"];
@@ -23,6 +24,11 @@ const ATTENTION_KEYS: &[&str] = &[
     "window_right",
     "softcap",
 ];
+/// `checkpoint_format` is the legacy spelling of `format`; it is read, and
+/// written back as `format`.
+const GPTQ_KEYS: &[&str] = &["bits", "group_size", "sym", "format", "checkpoint_format"];
+/// `bits` is read (it must be 4) but not written.
+const AWQ_KEYS: &[&str] = &["group_size", "bits"];
 
 /// What a file holds, before the op's validation.
 pub(super) struct Parsed {
@@ -43,25 +49,15 @@ fn param_keys(op: OpKind) -> &'static [&'static str] {
         OpKind::Matmul => MATMUL_KEYS,
         OpKind::RmsNorm | OpKind::FusedAddRmsNorm => NORM_KEYS,
         OpKind::Attention | OpKind::PagedAttention => ATTENTION_KEYS,
-        // Quantized ops keep all their metadata raw (in their params) for now.
-        OpKind::GptqMatmul | OpKind::AwqMatmul | OpKind::Nvfp4Matmul => &[],
+        OpKind::GptqMatmul => GPTQ_KEYS,
+        OpKind::AwqMatmul => AWQ_KEYS,
+        OpKind::Nvfp4Matmul => &[],
     }
 }
 
-/// True for `op` and the keys `params` writes.
+/// True for `op` and the keys `params` owns.
 pub(super) fn is_reserved_key(params: &CaseParams, key: &str) -> bool {
-    key == "op"
-        || param_keys(params.op()).contains(&key)
-        || raw_params(params).is_some_and(|raw| raw.contains_key(key))
-}
-
-fn raw_params(params: &CaseParams) -> Option<&RawParams> {
-    match params {
-        CaseParams::GptqMatmul(raw) | CaseParams::AwqMatmul(raw) | CaseParams::Nvfp4Matmul(raw) => {
-            Some(raw)
-        }
-        _ => None,
-    }
+    key == "op" || param_keys(params.op()).contains(&key)
 }
 
 /// Parses safetensors bytes into params, inputs, expected outputs and extra
@@ -189,11 +185,79 @@ fn parse_params(
                 CaseParams::PagedAttention(params)
             }
         }
-        // Not typed yet: every metadata key is kept raw as the op's params.
-        OpKind::GptqMatmul => CaseParams::GptqMatmul(std::mem::take(metadata)),
-        OpKind::AwqMatmul => CaseParams::AwqMatmul(std::mem::take(metadata)),
-        OpKind::Nvfp4Matmul => CaseParams::Nvfp4Matmul(std::mem::take(metadata)),
+        OpKind::GptqMatmul => {
+            let bits = match take("bits") {
+                Some((key, value)) => {
+                    let bits = integer(&key, &value, "4 or 8")?;
+                    u32::try_from(bits).map_err(|_| bad_value(&key, &value, "4 or 8"))?
+                }
+                None => return Err(required("bits", "4 or 8")),
+            };
+            let group_size = match take("group_size") {
+                Some((key, value)) => group_size(&key, &value)?,
+                None => return Err(required("group_size", "-1 or a positive integer")),
+            };
+            let sym = match take("sym") {
+                Some((key, value)) => match json(&key, &value)? {
+                    Value::Bool(b) => Some(b),
+                    Value::Null => None,
+                    _ => return Err(bad_value(&key, &value, "true, false or null")),
+                },
+                None => None,
+            };
+            let wanted = "gptq (v1 zeros) or gptq_v2";
+            let mut zero_format = None;
+            for key in ["format", "checkpoint_format"] {
+                if let Some((key, value)) = take(key) {
+                    let format = ZeroFormat::parse(text_value(&value))
+                        .ok_or_else(|| bad_value(&key, &value, wanted))?;
+                    if zero_format.is_some_and(|f| f != format) {
+                        return Err(format!(
+                            "metadata `format` and `checkpoint_format` disagree ({} vs {value})",
+                            zero_format.map_or("", ZeroFormat::name)
+                        ));
+                    }
+                    zero_format = Some(format);
+                }
+            }
+            CaseParams::GptqMatmul(GptqCaseParams {
+                bits,
+                group_size,
+                sym,
+                zero_format: zero_format.unwrap_or_default(),
+            })
+        }
+        OpKind::AwqMatmul => {
+            if let Some((key, value)) = take("bits")
+                && integer(&key, &value, "4")? != 4
+            {
+                return Err(bad_value(&key, &value, "4 (AWQ is 4-bit)"));
+            }
+            let group_size = match take("group_size") {
+                Some((key, value)) => group_size(&key, &value)?,
+                None => return Err(required("group_size", "-1 or a positive integer")),
+            };
+            CaseParams::AwqMatmul(AwqCaseParams { group_size })
+        }
+        OpKind::Nvfp4Matmul => CaseParams::Nvfp4Matmul,
     })
+}
+
+fn required(key: &str, wanted: &str) -> String {
+    format!("metadata `{key}` is required ({wanted})")
+}
+
+fn integer(key: &str, value: &str, wanted: &str) -> std::result::Result<i64, String> {
+    match json(key, text_value(value))? {
+        Value::Number(n) => n.as_i64().ok_or_else(|| bad_value(key, value, wanted)),
+        _ => Err(bad_value(key, value, wanted)),
+    }
+}
+
+fn group_size(key: &str, value: &str) -> std::result::Result<GroupSize, String> {
+    let wanted = "-1 or a positive integer";
+    GroupSize::from_config(integer(key, value, wanted)?)
+        .ok_or_else(|| bad_value(key, value, wanted))
 }
 
 /// A plain-text value, unquoting a JSON string if it is one.
@@ -236,9 +300,14 @@ fn params_metadata(params: &CaseParams) -> Vec<(String, String)> {
             ("window_right", p.window_right.to_string()),
             ("softcap", num(p.softcap)),
         ],
-        CaseParams::GptqMatmul(raw) | CaseParams::AwqMatmul(raw) | CaseParams::Nvfp4Matmul(raw) => {
-            return raw.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        }
+        CaseParams::GptqMatmul(p) => vec![
+            ("bits", p.bits.to_string()),
+            ("group_size", p.group_size.to_config().to_string()),
+            ("sym", p.sym.map_or("null".into(), |b| b.to_string())),
+            ("format", p.zero_format.name().to_string()),
+        ],
+        CaseParams::AwqMatmul(p) => vec![("group_size", p.group_size.to_config().to_string())],
+        CaseParams::Nvfp4Matmul => vec![],
     };
     entries
         .into_iter()

@@ -35,12 +35,36 @@
 //! missing required input, any dtype or shape the op's validation refuses,
 //! and a known `expected*` whose dtype or shape differs from the output.
 //!
-//! The quantized ops load with their metadata kept raw and their tensors
-//! unchecked; [`run`] reports them as unsupported until their case format
-//! lands (see `CaseParams::GptqMatmul`).
+//! # The quantized ops
+//!
+//! Tensors are the checkpoint's names without the layer prefix; each weight
+//! is built through its validated constructor (`GptqWeight::new`, ...), so a
+//! malformed layer is an [`Error::Format`] giving the constructor's reason.
+//!
+//! * gptq_matmul: `x`, `qweight`, `qzeros`, `scales`, `g_idx`, optional
+//!   `bias`; metadata `bits` (4 or 8) and `group_size` (`-1` = all of K),
+//!   both required (no default could be right), `format` (`gptq`: v1 zero
+//!   storage, the default; `gptq_v2`; the legacy key `checkpoint_format` is
+//!   read too) and `sym` (`true`/`false`, or `null`/absent = not stated;
+//!   `true` requires every zero point to be 2^(bits−1), since kernels that
+//!   trust `sym` ignore `qzeros`).
+//! * awq_matmul (gemm layout): `x`, `qweight`, `qzeros`, `scales`, optional
+//!   `bias`; metadata `group_size` (required; `bits`, if given, must be 4).
+//! * nvfp4_matmul: `x`, `weight_packed` u8 (or `weight`, ModelOpt's name),
+//!   `weight_scale` (F8_E4M3, or its bytes as u8), exactly one of
+//!   `weight_scale_2` (f32 `[1]` or `[]`: ModelOpt's multiplier) or
+//!   `weight_global_scale` (compressed-tensors' divisor), optional `bias`.
+//!   K is x's last dim; the packed rows may be padded to a multiple of 16.
+//! * `bias` may be stored in the checkpoint's float dtype: it is rounded to
+//!   x's dtype before the call, as an engine would.
+//! * `expected` is the output in x's dtype. `expected_weight` (optional, any
+//!   float dtype, `[N, K]`) is the producing package's dequantized weight:
+//!   [`run`] then also checks radiant's host dequantization in that dtype
+//!   against it bit for bit (±0 equal), reported as the output `weight`.
 
 mod format;
 mod problem;
+mod quant;
 mod run;
 
 use std::collections::BTreeMap;
@@ -49,13 +73,11 @@ use std::path::Path;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::{AttentionParams, MatmulParams, OpKind, RmsNormParams};
+use crate::quant::{AwqWeight, GlobalScale, GptqWeight, Nvfp4Weight};
 use crate::tensor::HostTensor;
 
+pub use quant::{AwqCaseParams, GptqCaseParams};
 pub use run::{Against, CaseReport, OutputReport, Verdict, run};
-
-/// Raw metadata (`key -> JSON-spelled value`) of an op whose case format is
-/// not typed yet.
-pub type RawParams = BTreeMap<String, String>;
 
 /// The op of a case and its typed scalar parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,12 +87,11 @@ pub enum CaseParams {
     FusedAddRmsNorm(RmsNormParams),
     Attention(AttentionParams),
     PagedAttention(AttentionParams),
-    // The quantized ops: placeholders holding the raw metadata until their
-    // params types exist. Replace `RawParams` with the typed params and add
-    // the arms in `format.rs`, `problem.rs` and `run.rs`.
-    GptqMatmul(RawParams),
-    AwqMatmul(RawParams),
-    Nvfp4Matmul(RawParams),
+    GptqMatmul(GptqCaseParams),
+    AwqMatmul(AwqCaseParams),
+    /// NVFP4 has no scalar parameters: the global-scale convention is
+    /// given by the tensor's name.
+    Nvfp4Matmul,
 }
 
 impl CaseParams {
@@ -83,7 +104,7 @@ impl CaseParams {
             CaseParams::PagedAttention(_) => OpKind::PagedAttention,
             CaseParams::GptqMatmul(_) => OpKind::GptqMatmul,
             CaseParams::AwqMatmul(_) => OpKind::AwqMatmul,
-            CaseParams::Nvfp4Matmul(_) => OpKind::Nvfp4Matmul,
+            CaseParams::Nvfp4Matmul => OpKind::Nvfp4Matmul,
         }
     }
 }
@@ -197,6 +218,73 @@ impl Case {
         )
     }
 
+    /// A gptq_matmul case from a host weight (e.g. from
+    /// [`GptqWeight::quantize`]): its tensors under their checkpoint names,
+    /// its layout as metadata, `sym` stating whether every zero point is
+    /// 2^(bits−1).
+    pub fn gptq_matmul(
+        x: HostTensor,
+        weight: &GptqWeight,
+        bias: Option<HostTensor>,
+    ) -> Result<Case> {
+        let layout = weight.layout();
+        let params = GptqCaseParams {
+            bits: layout.bits,
+            group_size: layout.group_size,
+            sym: Some(weight.is_symmetric()),
+            zero_format: layout.zero_format,
+        };
+        let mut inputs = vec![
+            ("x", x),
+            ("qweight", weight.qweight().clone()),
+            ("qzeros", weight.qzeros().clone()),
+            ("scales", weight.scales().clone()),
+            ("g_idx", weight.g_idx().clone()),
+        ];
+        inputs.extend(bias.map(|bias| ("bias", bias)));
+        Self::new("gptq_matmul", CaseParams::GptqMatmul(params), inputs)
+    }
+
+    /// An awq_matmul case from a host weight (e.g. from
+    /// [`AwqWeight::quantize`]).
+    pub fn awq_matmul(x: HostTensor, weight: &AwqWeight, bias: Option<HostTensor>) -> Result<Case> {
+        let params = AwqCaseParams {
+            group_size: weight.group_size(),
+        };
+        let mut inputs = vec![
+            ("x", x),
+            ("qweight", weight.qweight().clone()),
+            ("qzeros", weight.qzeros().clone()),
+            ("scales", weight.scales().clone()),
+        ];
+        inputs.extend(bias.map(|bias| ("bias", bias)));
+        Self::new("awq_matmul", CaseParams::AwqMatmul(params), inputs)
+    }
+
+    /// An nvfp4_matmul case from a host weight (e.g. from
+    /// [`Nvfp4Weight::quantize`]): `weight_packed`, `weight_scale` and the
+    /// global scale as f32 `[1]` under its convention's name
+    /// (`weight_scale_2` or `weight_global_scale`). x's K may be less than
+    /// the packed width (padded weights).
+    pub fn nvfp4_matmul(
+        x: HostTensor,
+        weight: &Nvfp4Weight,
+        bias: Option<HostTensor>,
+    ) -> Result<Case> {
+        let (name, value) = match weight.global_scale() {
+            GlobalScale::Multiplier(g) => ("weight_scale_2", g),
+            GlobalScale::Divisor(d) => ("weight_global_scale", d),
+        };
+        let mut inputs = vec![
+            ("x", x),
+            ("weight_packed", weight.weight_packed().clone()),
+            ("weight_scale", weight.weight_scale().clone()),
+            (name, HostTensor::from_f32(DType::F32, &[1], &[value])?),
+        ];
+        inputs.extend(bias.map(|bias| ("bias", bias)));
+        Self::new("nvfp4_matmul", CaseParams::Nvfp4Matmul, inputs)
+    }
+
     /// Renames the case (the name shown in reports and errors).
     pub fn named(mut self, name: impl Into<String>) -> Case {
         self.name = name.into();
@@ -286,7 +374,8 @@ impl Case {
     pub fn inputs(&self) -> &BTreeMap<String, HostTensor> {
         &self.inputs
     }
-    /// `expected`, `expected_residual`, `expected_lse`, or a tolerated extra.
+    /// `expected`, `expected_residual`, `expected_lse`, `expected_weight`
+    /// (quantized ops), or a tolerated extra.
     pub fn expected(&self, name: &str) -> Option<&HostTensor> {
         self.expected.get(name)
     }
@@ -304,7 +393,9 @@ impl Case {
         problem::reference(self)
     }
 
-    /// The shape and dtype of output `name` (`out`, `residual`, `lse`).
+    /// The shape and dtype of output `name` (`out`, `residual`, `lse`, or
+    /// `weight`: a quantized case's dequantized weight, when the case has
+    /// `expected_weight` to compare it with).
     pub fn output_spec(&self, name: &str) -> Option<(DType, &[usize])> {
         self.checked
             .outputs

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use crate::backend::Backend;
+use crate::case::quant::{self, QuantInputs};
 use crate::case::{Case, CaseParams};
 use crate::cpu::ReferenceBackend;
 use crate::cpu::reference;
 use crate::dtype::DType;
-use crate::error::{Error, Result, Unsupported};
+use crate::error::{Error, Result};
 use crate::ops::tolerance::{Tolerance, lse_tolerance, tolerance};
 use crate::ops::{
     self, AttentionParams, AttentionProblem, FusedAddRmsNormProblem, MatmulParams, MatmulProblem,
@@ -28,12 +29,14 @@ pub(super) struct Checked {
     pub query: OpQuery,
     pub summary: String,
     pub outputs: Vec<OutputSpec>,
+    /// A quantized op's validated weight and bias.
+    pub quant: Option<QuantInputs>,
 }
 
 /// One output of the op.
 #[derive(Debug, Clone)]
 pub(super) struct OutputSpec {
-    /// `out`, `residual`, `lse`.
+    /// `out`, `residual`, `lse`, `weight`.
     pub name: &'static str,
     /// The tensor that holds its expected value in a case file.
     pub expected: &'static str,
@@ -59,7 +62,7 @@ impl OutputSpec {
     }
 }
 
-/// (required, optional) input names of each op with a typed case format.
+/// (required, optional) input names of each op.
 pub(super) fn input_names(op: OpKind) -> (&'static [&'static str], &'static [&'static str]) {
     match op {
         OpKind::Matmul => (&["a", "b"], &["bias"]),
@@ -70,9 +73,7 @@ pub(super) fn input_names(op: OpKind) -> (&'static [&'static str], &'static [&'s
             &["q", "k_cache", "v_cache", "block_tables", "context_lens"],
             &[],
         ),
-        // Quantized ops: their tensors are not checked until their case
-        // format lands; `x` (the activations) is all that is required.
-        OpKind::GptqMatmul | OpKind::AwqMatmul | OpKind::Nvfp4Matmul => (&["x"], &[]),
+        OpKind::GptqMatmul | OpKind::AwqMatmul | OpKind::Nvfp4Matmul => quant::input_names(op),
     }
 }
 
@@ -135,17 +136,16 @@ pub(super) fn check(
         other => Error::format(name, other.to_string()),
     };
     check_names(params.op(), inputs).map_err(as_format)?;
-    let staged = Staged::new(inputs).map_err(as_format)?;
+    let staged = || Staged::new(inputs);
     let checked = match params {
-        CaseParams::Matmul(p) => with_matmul(&staged, p, check_matmul),
-        CaseParams::RmsNorm(p) => with_rms_norm(&staged, p, check_rms_norm),
-        CaseParams::FusedAddRmsNorm(p) => with_fused(&staged, p, check_fused),
-        CaseParams::Attention(p) => with_attention(&staged, p, check_attention),
-        CaseParams::PagedAttention(p) => with_paged(&staged, p, check_paged),
-        // Quantized ops: replace with their validation when their case
-        // format lands.
-        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul(_) => {
-            check_untyped(params.op(), inputs)
+        CaseParams::Matmul(p) => staged().and_then(|s| with_matmul(&s, p, check_matmul)),
+        CaseParams::RmsNorm(p) => staged().and_then(|s| with_rms_norm(&s, p, check_rms_norm)),
+        CaseParams::FusedAddRmsNorm(p) => staged().and_then(|s| with_fused(&s, p, check_fused)),
+        CaseParams::Attention(p) => staged().and_then(|s| with_attention(&s, p, check_attention)),
+        CaseParams::PagedAttention(p) => staged().and_then(|s| with_paged(&s, p, check_paged)),
+        // The quantized ops build their weight first (see `quant`).
+        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul => {
+            quant::check(params, inputs, expected)
         }
     }
     .map_err(as_format)?;
@@ -179,13 +179,9 @@ fn check_names(op: OpKind, inputs: &BTreeMap<String, HostTensor>) -> Result<()> 
             return Err(Error::format("case", format!("{op} needs tensor `{name}`")));
         }
     }
-    let untyped = matches!(
-        op,
-        OpKind::GptqMatmul | OpKind::AwqMatmul | OpKind::Nvfp4Matmul
-    );
     for name in inputs.keys() {
         let known = required.contains(&name.as_str()) || optional.contains(&name.as_str());
-        if !known && !untyped {
+        if !known {
             let mut names: Vec<&str> = required.iter().chain(optional).copied().collect();
             names.push("expected*");
             return Err(Error::format(
@@ -203,6 +199,12 @@ fn check_names(op: OpKind, inputs: &BTreeMap<String, HostTensor>) -> Result<()> 
 /// The f64 reference evaluation of every output of `case`, unrounded
 /// (except fused_add_rms_norm's residual, which the contract rounds).
 pub(super) fn reference(case: &Case) -> Result<Vec<(&'static str, Vec<f64>)>> {
+    if let Some(quant) = &case.checked.quant {
+        let x = case
+            .input("x")
+            .ok_or_else(|| Error::format(case.name(), "missing tensor `x`"))?;
+        return quant::reference(quant, x);
+    }
     let staged = Staged::new(case.inputs())?;
     match case.params() {
         CaseParams::Matmul(p) => with_matmul(&staged, p, reference_matmul),
@@ -210,20 +212,10 @@ pub(super) fn reference(case: &Case) -> Result<Vec<(&'static str, Vec<f64>)>> {
         CaseParams::FusedAddRmsNorm(p) => with_fused(&staged, p, reference_fused),
         CaseParams::Attention(p) => with_attention(&staged, p, reference_attention),
         CaseParams::PagedAttention(p) => with_paged(&staged, p, reference_paged),
-        // Quantized ops: replace with their reference evaluation.
-        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul(_) => {
-            Err(not_yet(case.op(), ReferenceBackend::NAME))
-        }
+        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul => Err(
+            Error::format(case.name(), "internal: a quantized case without its weight"),
+        ),
     }
-}
-
-/// The error for an op whose case format is not implemented yet.
-pub(super) fn not_yet(op: OpKind, backend: &str) -> Error {
-    Error::Unsupported(Unsupported {
-        backend: backend.to_string(),
-        op,
-        reason: format!("{op} is not implemented in case files yet"),
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -317,6 +309,7 @@ fn check_matmul(_: &Staged, p: &MatmulProblem<'_>) -> Result<Checked> {
         query: p.query(),
         summary,
         outputs: vec![OutputSpec::new("out", "expected", OpKind::Matmul, p.out)],
+        quant: None,
     })
 }
 
@@ -325,6 +318,7 @@ fn check_rms_norm(_: &Staged, p: &RmsNormProblem<'_>) -> Result<Checked> {
         query: p.query(),
         summary: norm_summary(p.rows, p.hidden, &p.params),
         outputs: vec![OutputSpec::new("out", "expected", OpKind::RmsNorm, p.out)],
+        quant: None,
     })
 }
 
@@ -337,6 +331,7 @@ fn check_fused(_: &Staged, p: &FusedAddRmsNormProblem<'_>) -> Result<Checked> {
             OutputSpec::new("out", "expected", op, p.out),
             OutputSpec::new("residual", "expected_residual", op, p.residual),
         ],
+        quant: None,
     })
 }
 
@@ -381,6 +376,7 @@ fn check_attention(_: &Staged, p: &AttentionProblem<'_>) -> Result<Checked> {
         query: p.query(),
         summary,
         outputs,
+        quant: None,
     })
 }
 
@@ -404,6 +400,7 @@ fn check_paged(_: &Staged, p: &PagedAttentionProblem<'_>) -> Result<Checked> {
             OpKind::PagedAttention,
             p.out,
         )],
+        quant: None,
     })
 }
 
@@ -423,29 +420,6 @@ fn attention_flags(p: &AttentionParams) -> String {
         flags += &format!(" scale={}", short(scale));
     }
     flags
-}
-
-/// Placeholder check for ops without a typed case format: the activation
-/// dtype of `x` and the tensor shapes, nothing else.
-fn check_untyped(op: OpKind, inputs: &BTreeMap<String, HostTensor>) -> Result<Checked> {
-    let x = inputs
-        .get("x")
-        .ok_or_else(|| Error::format("case", format!("{op} needs tensor `x`")))?;
-    if !x.dtype().is_float() {
-        return Err(Error::format(
-            "case",
-            format!("`x` must be f32, f16 or bf16, got {}", x.dtype()),
-        ));
-    }
-    let shapes: Vec<String> = inputs
-        .iter()
-        .map(|(name, t)| format!("{name}{:?}", t.shape()))
-        .collect();
-    Ok(Checked {
-        query: OpQuery::new(op, x.dtype()),
-        summary: shapes.join(" ").replace(", ", ","),
-        outputs: Vec::new(),
-    })
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@
 use std::fmt;
 
 use crate::backend::Backend;
-use crate::case::problem::not_yet;
 use crate::case::{Case, CaseParams};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -30,7 +29,8 @@ pub enum Against {
 /// One output's comparison.
 #[derive(Debug, Clone)]
 pub struct OutputReport {
-    /// `out`, `residual` or `lse`.
+    /// `out`, `residual`, `lse`, or `weight` (a quantized case's host
+    /// dequantization, checked bit for bit against `expected_weight`).
     pub name: String,
     pub against: Against,
     pub tolerance: Tolerance,
@@ -184,8 +184,7 @@ pub fn run(case: &Case, backend: &dyn Backend) -> Result<CaseReport> {
 /// The outputs an op produced on the backend, downloaded.
 type Produced = Vec<(&'static str, HostTensor)>;
 
-/// One function per op. The quantized ops get theirs when their case
-/// format lands.
+/// One function per op (one for the three quantized matmuls).
 fn launch(case: &Case, backend: &dyn Backend) -> Result<Produced> {
     let io = DeviceIo { case, backend };
     match case.params() {
@@ -194,9 +193,8 @@ fn launch(case: &Case, backend: &dyn Backend) -> Result<Produced> {
         CaseParams::FusedAddRmsNorm(p) => launch_fused_add_rms_norm(&io, p),
         CaseParams::Attention(p) => launch_attention(&io, p),
         CaseParams::PagedAttention(p) => launch_paged_attention(&io, p),
-        // Quantized ops: replace with `launch_gptq_matmul(&io, p)` etc.
-        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul(_) => {
-            Err(not_yet(case.op(), backend.name()))
+        CaseParams::GptqMatmul(_) | CaseParams::AwqMatmul(_) | CaseParams::Nvfp4Matmul => {
+            launch_quantized(&io)
         }
     }
 }
@@ -285,4 +283,31 @@ fn launch_paged_attention(io: &DeviceIo, p: &AttentionParams) -> Result<Produced
     let out = io.output("out")?;
     ops::paged_attention_into(io.backend, &q, &k_cache, &v_cache, &tables, &lens, &out, *p)?;
     Ok(vec![("out", io.download(&out)?)])
+}
+
+/// gptq_matmul, awq_matmul, nvfp4_matmul: the case's validated host weight
+/// is uploaded with `upload` and the op runs through its `*_into` entry
+/// point. With `expected_weight`, the host dequantization in that tensor's
+/// dtype is an output too (`weight`), to be matched bit for bit.
+fn launch_quantized(io: &DeviceIo) -> Result<Produced> {
+    let quant = io.case.checked.quant.as_ref().ok_or_else(|| {
+        Error::format(
+            io.case.name(),
+            "internal: a quantized case without its weight",
+        )
+    })?;
+    let x = io.input("x")?;
+    // The bias as rounded to x's dtype when the case was built.
+    let bias = quant
+        .bias
+        .as_ref()
+        .map(|bias| io.backend.upload_tensor(bias))
+        .transpose()?;
+    let out = io.output("out")?;
+    quant.launch(io.backend, &x, bias.as_ref(), &out)?;
+    let mut produced = vec![("out", io.download(&out)?)];
+    if let Some((dtype, _)) = io.case.output_spec("weight") {
+        produced.push(("weight", quant.weight.dequantize(dtype)?));
+    }
+    Ok(produced)
 }

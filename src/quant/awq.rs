@@ -8,8 +8,8 @@
 //! | `scales`  | f16, bf16, f32 | `[G, N]`   | —            |
 //!
 //! Interleaved: nibble i of a word holds column `ORDER[i]`, ORDER =
-//! [0,2,4,6,1,3,5,7]; column j of word w (n = 8w + j) is
-//! `(word >> 4·REV[j]) & 0xF`, REV = [0,4,1,5,2,6,3,7]. Zeros use the same
+//! `[0,2,4,6,1,3,5,7]`; column j of word w (n = 8w + j) is
+//! `(word >> 4·REV[j]) & 0xF`, REV = `[0,4,1,5,2,6,3,7]`. Zeros use the same
 //! order. `W[n,k] = scales[k/gs, n] · (q[k,n] − z[k/gs, n])` — no +1, z = 0
 //! is fine. K % group_size == 0 and N % 8 == 0 are required.
 //!
@@ -83,7 +83,7 @@ impl AwqWeight {
         } = tensors;
         layout.group_size.check(OP)?;
         let (k, words_per_row) = dims2(OP, "qweight", &qweight)?;
-        let n = words_per_row.checked_mul(8).unwrap_or(usize::MAX);
+        let n = words_per_row.saturating_mul(8);
         check_weight_size(OP, n, k)?;
         check_host(OP, "qweight", &qweight, &[DType::I32], &[k, words_per_row])?;
         let gs = layout.group_size.columns(k);
@@ -96,7 +96,13 @@ impl AwqWeight {
         }
         let groups = k / gs;
         check_host(OP, "scales", &scales, &SCALE_DTYPES, &[groups, n])?;
-        check_host(OP, "qzeros", &qzeros, &[DType::I32], &[groups, words_per_row])?;
+        check_host(
+            OP,
+            "qzeros",
+            &qzeros,
+            &[DType::I32],
+            &[groups, words_per_row],
+        )?;
         check_finite(OP, "scales", &floats(&scales))?;
         Ok(AwqWeight {
             qweight,
@@ -176,7 +182,9 @@ impl AwqWeight {
             return Err(Error::invalid(
                 OP,
                 "weight",
-                format!("[N, K] = [{n}, {k}]: N must be a multiple of 8 and K of the group size {gs}"),
+                format!(
+                    "[N, K] = [{n}, {k}]: N must be a multiple of 8 and K of the group size {gs}"
+                ),
             ));
         }
         if !params.scale_dtype.is_float() {

@@ -24,10 +24,10 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::quant::GroupSize;
 use crate::quant::awq::AwqLayout;
 use crate::quant::gptq::{GptqLayout, ZeroFormat};
 use crate::quant::nvfp4::Nvfp4Producer;
-use crate::quant::GroupSize;
 
 /// A GPTQ checkpoint's config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +84,11 @@ pub enum QuantConfig {
 
 impl QuantConfig {
     /// The files consulted by [`QuantConfig::from_dir`], in order.
-    pub const FILES: [&'static str; 3] =
-        ["config.json", "quantize_config.json", "hf_quant_config.json"];
+    pub const FILES: [&'static str; 3] = [
+        "config.json",
+        "quantize_config.json",
+        "hf_quant_config.json",
+    ];
 
     /// `gptq`, `awq` or `nvfp4`.
     pub fn method(&self) -> &'static str {
@@ -247,9 +250,7 @@ impl<'a> Cx<'a> {
         }
         let version = self.string("version")?.unwrap_or("gemm");
         if !version.eq_ignore_ascii_case("gemm") {
-            return Err(self.err(format!(
-                "AWQ version `{version}` is not supported (gemm)"
-            )));
+            return Err(self.err(format!("AWQ version `{version}` is not supported (gemm)")));
         }
         Ok(QuantConfig::Awq(AwqConfig {
             group_size: self.group_size(&["group_size", "q_group_size"], 128)?,

@@ -11,7 +11,11 @@ pub const MAX: f32 = 6.0;
 /// Decodes the low 4 bits of `code` (higher bits are ignored). Code 8 is −0.
 pub fn decode(code: u8) -> f32 {
     let magnitude = MAGNITUDES[usize::from(code & 0x7)];
-    if code & 0x8 != 0 { -magnitude } else { magnitude }
+    if code & 0x8 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
 }
 
 /// Encodes `value` as a 4-bit code: round half to even on the grid (ties

@@ -155,14 +155,16 @@ impl GptqWeight {
         let pf = check_bits(layout.bits)?;
         layout.group_size.check(OP)?;
         let (rows, n) = dims2(OP, "qweight", &qweight)?;
-        let k = rows.checked_mul(pf).unwrap_or(usize::MAX);
+        let k = rows.saturating_mul(pf);
         check_weight_size(OP, n, k)?;
         check_host(OP, "qweight", &qweight, &[DType::I32], &[rows, n])?;
         if n % pf != 0 {
             return Err(Error::invalid(
                 OP,
                 "qweight",
-                format!("N = {n} must be a multiple of {pf} (qzeros packs {pf} zero points per word along N)"),
+                format!(
+                    "N = {n} must be a multiple of {pf} (qzeros packs {pf} zero points per word along N)"
+                ),
             ));
         }
         let groups = layout.group_size.groups(k);
@@ -448,7 +450,9 @@ fn check_permutation(perm: &[usize], k: usize) -> Result<Vec<usize>> {
             return Err(Error::invalid(
                 OP,
                 "act_order",
-                format!("entry {i} = {c} is out of range or repeated; expected a permutation of 0..{k}"),
+                format!(
+                    "entry {i} = {c} is out of range or repeated; expected a permutation of 0..{k}"
+                ),
             ));
         }
     }

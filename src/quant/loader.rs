@@ -35,9 +35,9 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::quant::awq::{AwqTensors, AwqWeight};
 use crate::quant::config::{AwqConfig, GptqConfig, QuantConfig};
+use crate::quant::floats;
 use crate::quant::gptq::{GptqTensors, GptqWeight};
 use crate::quant::nvfp4::{GlobalScale, Nvfp4Tensors, Nvfp4Weight};
-use crate::quant::floats;
 use crate::tensor::HostTensor;
 
 /// Largest header accepted (the safetensors crate's own limit).
@@ -122,13 +122,17 @@ fn header_len(source: &str, bytes: &[u8], total: usize) -> Result<usize> {
     let first: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::format(source, "shorter than the 8-byte safetensors header length"))?;
+        .ok_or_else(|| {
+            Error::format(source, "shorter than the 8-byte safetensors header length")
+        })?;
     let n = u64::from_le_bytes(first);
     match usize::try_from(n) {
         Ok(n) if n <= MAX_HEADER && n <= total.saturating_sub(8) => Ok(n),
         _ => Err(Error::format(
             source,
-            format!("header length {n} does not fit in the {total}-byte file (or exceeds {MAX_HEADER})"),
+            format!(
+                "header length {n} does not fit in the {total}-byte file (or exceeds {MAX_HEADER})"
+            ),
         )),
     }
 }
@@ -174,14 +178,19 @@ impl StFile {
         let dtype = DType::from_safetensors(info.dtype).ok_or_else(|| {
             Error::format(
                 &self.source,
-                format!("tensor `{name}` has dtype {:?}, which radiant does not read", info.dtype),
+                format!(
+                    "tensor `{name}` has dtype {:?}, which radiant does not read",
+                    info.dtype
+                ),
             )
         })?;
         let (start, end) = info.data_offsets;
         let bytes = match &self.storage {
             Storage::Bytes(b) => b
                 .get(self.data_start + start..self.data_start + end)
-                .ok_or_else(|| Error::format(&self.source, format!("tensor `{name}` is truncated")))?
+                .ok_or_else(|| {
+                    Error::format(&self.source, format!("tensor `{name}` is truncated"))
+                })?
                 .to_vec(),
             Storage::Path(path) => {
                 let mut file = File::open(path).map_err(|e| Error::io(&self.source, e))?;
@@ -267,7 +276,9 @@ impl Checkpoint {
     /// The `__metadata__` of the first file (case files keep their
     /// parameters there).
     pub fn metadata(&self) -> Option<&HashMap<String, String>> {
-        self.files.first().and_then(|f| f.header.metadata().as_ref())
+        self.files
+            .first()
+            .and_then(|f| f.header.metadata().as_ref())
     }
 
     /// Every tensor name, sorted.
@@ -340,7 +351,10 @@ impl Checkpoint {
             .collect();
         paths.sort();
         if paths.is_empty() {
-            return Err(Error::format(source, "no safetensors files in the directory"));
+            return Err(Error::format(
+                source,
+                "no safetensors files in the directory",
+            ));
         }
         paths.iter().map(|p| StFile::open(p)).collect()
     }
@@ -353,7 +367,10 @@ impl Checkpoint {
         }
         for (name, shard) in read_index(&index)? {
             let expected = dir.join(&shard).display().to_string();
-            let found = self.names.get(&name).map(|&i| self.files[i].source.as_str());
+            let found = self
+                .names
+                .get(&name)
+                .map(|&i| self.files[i].source.as_str());
             if found != Some(expected.as_str()) {
                 return Err(Error::format(
                     index.display().to_string(),
@@ -392,7 +409,8 @@ impl Checkpoint {
             scales: self.tensor(&at("scales"))?,
             g_idx: self.optional(&at("g_idx"))?,
         };
-        let weight = GptqWeight::new(tensors, config.layout()).map_err(|e| self.layer_error(prefix, e))?;
+        let weight =
+            GptqWeight::new(tensors, config.layout()).map_err(|e| self.layer_error(prefix, e))?;
         Ok(LoadedLinear {
             weight,
             bias: self.bias(prefix)?,
@@ -407,7 +425,8 @@ impl Checkpoint {
             qzeros: self.tensor(&at("qzeros"))?,
             scales: self.tensor(&at("scales"))?,
         };
-        let weight = AwqWeight::new(tensors, config.layout()).map_err(|e| self.layer_error(prefix, e))?;
+        let weight =
+            AwqWeight::new(tensors, config.layout()).map_err(|e| self.layer_error(prefix, e))?;
         Ok(LoadedLinear {
             weight,
             bias: self.bias(prefix)?,
@@ -442,8 +461,12 @@ impl Checkpoint {
         let multiplier = self.optional(&at("weight_scale_2"))?;
         let divisor = self.optional(&at("weight_global_scale"))?;
         let global_scale = match (multiplier, divisor) {
-            (Some(g), None) => GlobalScale::Multiplier(self.scalar(prefix, "weight_scale_2", &g)?),
-            (None, Some(d)) => GlobalScale::Divisor(self.scalar(prefix, "weight_global_scale", &d)?),
+            (Some(g), None) => {
+                GlobalScale::Multiplier(self.scalar(prefix, "weight_scale_2", &g)?)
+            }
+            (None, Some(d)) => {
+                GlobalScale::Divisor(self.scalar(prefix, "weight_global_scale", &d)?)
+            }
             (Some(_), Some(_)) => {
                 return Err(self.layer_error_msg(
                     prefix,
@@ -490,7 +513,11 @@ impl Checkpoint {
             if !b.dtype().is_float() || b.shape().len() != 1 {
                 return Err(self.layer_error_msg(
                     prefix,
-                    &format!("`bias` must be a float vector, got {} {:?}", b.dtype(), b.shape()),
+                    &format!(
+                        "`bias` must be a float vector, got {} {:?}",
+                        b.dtype(),
+                        b.shape()
+                    ),
                 ));
             }
         }
@@ -522,11 +549,17 @@ fn read_index(path: &Path) -> Result<HashMap<String, String>> {
         .ok_or_else(|| Error::format(&source, "no `weight_map` object"))?;
     let mut out = HashMap::with_capacity(map.len());
     for (name, shard) in map {
-        let shard = shard
-            .as_str()
-            .ok_or_else(|| Error::format(&source, format!("`{name}` maps to {shard}, not a file name")))?;
+        let shard = shard.as_str().ok_or_else(|| {
+            Error::format(
+                &source,
+                format!("`{name}` maps to {shard}, not a file name"),
+            )
+        })?;
         let mut parts = Path::new(shard).components();
-        if !matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) {
+        if !matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(_)), None)
+        ) {
             return Err(Error::format(
                 &source,
                 format!("shard `{shard}` is not a plain file name in the checkpoint directory"),

@@ -243,7 +243,10 @@ pub(crate) fn weights_to_quantize(
         return Err(Error::invalid(
             op,
             "weight",
-            format!("element {i} is {}; only finite weights can be quantized", values[i]),
+            format!(
+                "element {i} is {}; only finite weights can be quantized",
+                values[i]
+            ),
         ));
     }
     Ok((n, k, values))

@@ -28,7 +28,9 @@
 use crate::backend::Backend;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::quant::{check_host, check_weight_size, dims2, e2m1, e4m3, pack, to_dtype, weights_to_quantize};
+use crate::quant::{
+    check_host, check_weight_size, dims2, e2m1, e4m3, pack, to_dtype, weights_to_quantize,
+};
 use crate::tensor::{HostTensor, Tensor};
 
 const OP: &str = "nvfp4";
@@ -75,7 +77,7 @@ impl GlobalScale {
     fn check(self) -> Result<()> {
         let v = self.value();
         let largest = e2m1::MAX * self.block_multiplier(e4m3::MAX);
-        if !(v.is_finite() && v > 0.0) || !largest.is_finite() {
+        if !(v.is_finite() && v > 0.0 && largest.is_finite()) {
             let name = match self {
                 GlobalScale::Multiplier(_) => "weight_scale_2",
                 GlobalScale::Divisor(_) => "weight_global_scale",
@@ -83,7 +85,9 @@ impl GlobalScale {
             return Err(Error::invalid(
                 OP,
                 "global_scale",
-                format!("{name} = {v}: must be finite and > 0 with 6·448 scaled by it finite in f32"),
+                format!(
+                    "{name} = {v}: must be finite and > 0 with 6·448 scaled by it finite in f32"
+                ),
             ));
         }
         Ok(())
@@ -156,7 +160,13 @@ impl Nvfp4Weight {
                 ),
             ));
         }
-        check_host(OP, "weight_packed", &weight_packed, &[DType::U8], &[n, bytes_per_row])?;
+        check_host(
+            OP,
+            "weight_packed",
+            &weight_packed,
+            &[DType::U8],
+            &[n, bytes_per_row],
+        )?;
         check_host(
             OP,
             "weight_scale",
@@ -168,7 +178,10 @@ impl Nvfp4Weight {
             return Err(Error::invalid(
                 OP,
                 "weight_scale",
-                format!("block scale {i} is the E4M3 NaN byte 0x{:02X}", weight_scale.bytes()[i]),
+                format!(
+                    "block scale {i} is the E4M3 NaN byte 0x{:02X}",
+                    weight_scale.bytes()[i]
+                ),
             ));
         }
         global_scale.check()?;
@@ -211,8 +224,7 @@ impl Nvfp4Weight {
 
     /// The E2M1 codes `[N, Kp]` (padding included).
     pub fn codes(&self) -> Vec<u8> {
-        pack::unpack_nibbles(self.weight_packed.bytes(), self.n, self.k_padded)
-            .unwrap_or_default()
+        pack::unpack_nibbles(self.weight_packed.bytes(), self.n, self.k_padded).unwrap_or_default()
     }
 
     /// The dequantized weight `[N, K]` in f32: `e2m1 × (f32(scale) ⊙ g)`
@@ -281,7 +293,9 @@ impl Nvfp4Weight {
                             byte => byte,
                         }
                     }
-                    GlobalScale::Divisor(d) => e4m3::encode((d * (block_amax / e2m1::MAX)).max(0.125)),
+                    GlobalScale::Divisor(d) => {
+                        e4m3::encode((d * (block_amax / e2m1::MAX)).max(0.125))
+                    }
                 };
                 scales[nn * blocks + b] = byte;
                 let m = global_scale.block_multiplier(e4m3::decode(byte));
