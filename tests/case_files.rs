@@ -633,7 +633,11 @@ fn weights(rng: &mut Rng, n: usize, k: usize) -> HostTensor {
     let values: Vec<f64> = (0..n * k)
         .map(|i| {
             let v = rng.unit();
-            if (i / k) % 5 == 0 { v.abs() } else { v }
+            if (i / k).is_multiple_of(5) {
+                v.abs()
+            } else {
+                v
+            }
         })
         .collect();
     HostTensor::from_f64(DType::F32, &[n, k], &values).unwrap()

@@ -398,7 +398,9 @@ fn nvfp4_tensor_name_errors() {
         Checkpoint::from_bytes(st_bytes(&named)).unwrap()
     };
     assert_eq!(base(vec![], Some(&d)).load_nvfp4("p").unwrap().weight, w);
-    let cases: Vec<(Vec<(&str, &HostTensor)>, Option<&HostTensor>)> = vec![
+    // (extra tensors, global scale) pairs that must be refused.
+    type Extra<'a> = Vec<(&'a str, &'a HostTensor)>;
+    let cases: Vec<(Extra<'_>, Option<&HostTensor>)> = vec![
         (vec![("p.pre_quant_scale", &pqs)], Some(&d)),
         (vec![("p.weight_scale_2", &d)], Some(&d)),
         (vec![], None),

@@ -42,7 +42,7 @@ pub(crate) fn launch(
     if args.m == 0 || args.n == 0 {
         return Ok(());
     }
-    if args.groups == 0 || args.k % args.groups != 0 || args.n % 8 != 0 {
+    if args.groups == 0 || !args.k.is_multiple_of(args.groups) || !args.n.is_multiple_of(8) {
         return Err(Error::invalid(
             op,
             "weight",

@@ -43,7 +43,7 @@ pub(crate) fn launch(
     if args.m == 0 || args.n == 0 {
         return Ok(());
     }
-    if args.k_padded % 16 != 0 || args.k_padded < args.k {
+    if !args.k_padded.is_multiple_of(16) || args.k_padded < args.k {
         return Err(Error::invalid(
             op,
             "weight",

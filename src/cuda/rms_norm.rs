@@ -88,7 +88,10 @@ mod tests {
     fn threads_are_warp_multiples() {
         for hidden in [1, 7, 64, 512, 4096, 5120, 8192, 1 << 20] {
             let t = threads_for(hidden);
-            assert!((64..=1024).contains(&t) && t % 64 == 0, "{hidden}: {t}");
+            assert!(
+                (64..=1024).contains(&t) && t.is_multiple_of(64),
+                "{hidden}: {t}"
+            );
         }
         assert_eq!(threads_for(4096), 512);
     }

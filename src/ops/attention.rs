@@ -259,7 +259,7 @@ pub(crate) fn check_qkv_heads(
     if kv_heads == 0 {
         return Err(Error::invalid(op, kv_arg, "has 0 kv heads"));
     }
-    if q_heads % kv_heads != 0 {
+    if !q_heads.is_multiple_of(kv_heads) {
         return Err(Error::invalid(
             op,
             kv_arg,

@@ -271,10 +271,10 @@ impl<'a> Cx<'a> {
                 "ModelOpt quant_algo `{algo}` is not supported (NVFP4; NVFP4_AWQ's pre_quant_scale is not)"
             )));
         }
-        if let Some(gs) = inner.int(&["group_size"])? {
-            if gs != 16 {
-                return Err(self.err(format!("NVFP4 group_size {gs} is not 16")));
-            }
+        if let Some(gs) = inner.int(&["group_size"])?
+            && gs != 16
+        {
+            return Err(self.err(format!("NVFP4 group_size {gs} is not 16")));
         }
         Ok(QuantConfig::Nvfp4(Nvfp4Config {
             producer: Nvfp4Producer::ModelOpt,

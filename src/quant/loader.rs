@@ -509,17 +509,17 @@ impl Checkpoint {
 
     fn bias(&self, prefix: &str) -> Result<Option<HostTensor>> {
         let bias = self.optional(&tensor_name(prefix, "bias"))?;
-        if let Some(b) = &bias {
-            if !b.dtype().is_float() || b.shape().len() != 1 {
-                return Err(self.layer_error_msg(
-                    prefix,
-                    &format!(
-                        "`bias` must be a float vector, got {} {:?}",
-                        b.dtype(),
-                        b.shape()
-                    ),
-                ));
-            }
+        if let Some(b) = &bias
+            && (!b.dtype().is_float() || b.shape().len() != 1)
+        {
+            return Err(self.layer_error_msg(
+                prefix,
+                &format!(
+                    "`bias` must be a float vector, got {} {:?}",
+                    b.dtype(),
+                    b.shape()
+                ),
+            ));
         }
         Ok(bias)
     }

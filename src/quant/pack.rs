@@ -69,7 +69,7 @@ fn check_codes(codes: &[u8], rows: usize, cols: usize, bits: u32) -> Result<()> 
 }
 
 fn check_multiple(arg: &'static str, dim: usize, pf: usize) -> Result<()> {
-    if dim % pf != 0 {
+    if !dim.is_multiple_of(pf) {
         return Err(Error::invalid(
             OP,
             arg,
