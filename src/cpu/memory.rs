@@ -131,3 +131,47 @@ pub fn write_tensor(
     memory.write().bytes_mut()[start..start + t.byte_len()].copy_from_slice(value.bytes());
     Ok(())
 }
+
+/// The host memory of `buffer` if `len` bytes at `offset` lie inside it.
+fn host_range<'a>(
+    op: &'static str,
+    buffer: &'a Buffer,
+    offset: usize,
+    len: usize,
+) -> Result<&'a HostMemory> {
+    let memory = HostMemory::of(buffer).ok_or_else(|| {
+        Error::invalid(
+            op,
+            "buffer",
+            format!("lives on {}, not in host memory", buffer.device()),
+        )
+    })?;
+    if offset
+        .checked_add(len)
+        .is_none_or(|end| end > buffer.len_bytes())
+    {
+        return Err(Error::invalid(
+            op,
+            "offset",
+            format!(
+                "{len} bytes at offset {offset} exceed the {}-byte buffer",
+                buffer.len_bytes()
+            ),
+        ));
+    }
+    Ok(memory)
+}
+
+/// `Backend::upload` for both host backends.
+pub fn upload(dst: &Buffer, offset: usize, src: &[u8]) -> Result<()> {
+    let memory = host_range("upload", dst, offset, src.len())?;
+    memory.write().bytes_mut()[offset..offset + src.len()].copy_from_slice(src);
+    Ok(())
+}
+
+/// `Backend::download` for both host backends.
+pub fn download(src: &Buffer, offset: usize, dst: &mut [u8]) -> Result<()> {
+    let memory = host_range("download", src, offset, dst.len())?;
+    dst.copy_from_slice(&memory.read().bytes()[offset..offset + dst.len()]);
+    Ok(())
+}

@@ -17,7 +17,7 @@ pub mod rms_norm;
 
 use crate::backend::{Backend, DeviceInfo};
 use crate::cpu::memory::HostMemory;
-use crate::error::{Error, Result, Unsupported};
+use crate::error::{Result, Unsupported};
 use crate::ops::{
     AttentionProblem, FusedAddRmsNormProblem, MatmulProblem, OpQuery, PagedAttentionProblem,
     RmsNormProblem,
@@ -35,35 +35,6 @@ impl ReferenceBackend {
     pub fn new() -> Self {
         ReferenceBackend
     }
-}
-
-fn host_range<'a>(
-    op: &'static str,
-    buffer: &'a Buffer,
-    offset: usize,
-    len: usize,
-) -> Result<&'a HostMemory> {
-    let memory = HostMemory::of(buffer).ok_or_else(|| {
-        Error::invalid(
-            op,
-            "buffer",
-            format!("lives on {}, not in host memory", buffer.device()),
-        )
-    })?;
-    if offset
-        .checked_add(len)
-        .is_none_or(|end| end > buffer.len_bytes())
-    {
-        return Err(Error::invalid(
-            op,
-            "offset",
-            format!(
-                "{len} bytes at offset {offset} exceed the {}-byte buffer",
-                buffer.len_bytes()
-            ),
-        ));
-    }
-    Ok(memory)
 }
 
 impl Backend for ReferenceBackend {
@@ -90,15 +61,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn upload(&self, dst: &Buffer, offset: usize, src: &[u8]) -> Result<()> {
-        let memory = host_range("upload", dst, offset, src.len())?;
-        memory.write().bytes_mut()[offset..offset + src.len()].copy_from_slice(src);
-        Ok(())
+        crate::cpu::memory::upload(dst, offset, src)
     }
 
     fn download(&self, src: &Buffer, offset: usize, dst: &mut [u8]) -> Result<()> {
-        let memory = host_range("download", src, offset, dst.len())?;
-        dst.copy_from_slice(&memory.read().bytes()[offset..offset + dst.len()]);
-        Ok(())
+        crate::cpu::memory::download(src, offset, dst)
     }
 
     fn synchronize(&self) -> Result<()> {
