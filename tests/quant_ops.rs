@@ -255,7 +255,7 @@ fn invalid_arguments_are_typed_errors() {
         let huge = Tensor::from_buffer_strided(
             x.buffer().clone(),
             DType::F16,
-            &[1 << 62, 128],
+            &[1 << 40, 128],
             &[0, 1],
             0,
         )
