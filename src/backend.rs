@@ -14,7 +14,7 @@ use crate::ops::{
     AttentionProblem, FusedAddRmsNormProblem, MatmulProblem, OpQuery, PagedAttentionProblem,
     RmsNormProblem,
 };
-use crate::ops::{AwqMatmulProblem, GptqMatmulProblem, Nvfp4MatmulProblem, OpKind};
+use crate::ops::{AwqMatmulProblem, GptqMatmulProblem, Nvfp4MatmulProblem};
 use crate::tensor::{Buffer, HostTensor, Tensor, checked_numel};
 
 /// What a backend says about itself (`radiant info`).
@@ -67,34 +67,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn attention(&self, problem: &AttentionProblem<'_>) -> Result<()>;
     fn paged_attention(&self, problem: &PagedAttentionProblem<'_>) -> Result<()>;
 
-    // The quantized matmuls. They have default bodies that refuse the op (the
-    // same answer a `supports` without a kernel gives), so that backends
-    // written before the quant formats keep compiling; a backend whose
-    // `supports` accepts one of these ops must override it.
-
     /// `y = x · dequant(W)ᵀ (+ bias)` against a GPTQ weight.
-    fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()> {
-        Err(refuse(self.name(), problem.query().op))
-    }
-
+    fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()>;
     /// `y = x · dequant(W)ᵀ (+ bias)` against an AWQ weight.
-    fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()> {
-        Err(refuse(self.name(), problem.query().op))
-    }
-
+    fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()>;
     /// `y = x · dequant(W)ᵀ (+ bias)` against an NVFP4 weight.
-    fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()> {
-        Err(refuse(self.name(), problem.query().op))
-    }
-}
-
-/// The error of a quantized-matmul method a backend does not implement.
-fn refuse(backend: &str, op: OpKind) -> Error {
-    Error::Unsupported(Unsupported {
-        backend: backend.to_string(),
-        op,
-        reason: "no kernel for this op on this backend".into(),
-    })
+    fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()>;
 }
 
 /// Conveniences over the raw memory methods, for every backend.
