@@ -427,7 +427,7 @@ fn a_weight_corrupted_on_the_device_is_an_error_not_a_panic() {
 #[test]
 fn backends_without_a_kernel_refuse_with_unsupported() {
     // Every available backend either runs the op or refuses it with a typed
-    // Unsupported error (the cpu backend has no quantized kernel yet).
+    // Unsupported error (a backend without a quantized kernel).
     let w = random(3, DType::F32, &[32, 64], 0.05);
     let host = GptqWeight::quantize(&w, &GptqQuantizeParams::default()).unwrap();
     for entry in radiant::devices() {

@@ -11,8 +11,11 @@
 use crate::backend::{Backend, DeviceInfo};
 use crate::cpu::memory::HostMemory;
 use crate::cpu::simd::kernels;
-use crate::cpu::{attention, fused_add_rms_norm, matmul, paged_attention, rms_norm};
-use crate::error::{Error, Result, Unsupported};
+use crate::cpu::{
+    attention, awq_matmul, fused_add_rms_norm, gptq_matmul, matmul, nvfp4_matmul, paged_attention,
+    rms_norm,
+};
+use crate::error::{Result, Unsupported};
 use crate::ops::{
     AttentionProblem, AwqMatmulProblem, FusedAddRmsNormProblem, GptqMatmulProblem, MatmulProblem,
     Nvfp4MatmulProblem, OpKind, OpQuery, PagedAttentionProblem, RmsNormProblem,
@@ -54,21 +57,21 @@ impl CpuBackend {
             | OpKind::RmsNorm
             | OpKind::FusedAddRmsNorm
             | OpKind::Attention
-            | OpKind::PagedAttention => Ok(()),
-            OpKind::GptqMatmul | OpKind::AwqMatmul | OpKind::Nvfp4Matmul => Err(refuse(
-                "quantized matmul has no cpu kernel yet (use the reference backend)".into(),
-            )),
+            | OpKind::PagedAttention
+            | OpKind::Nvfp4Matmul => Ok(()),
+            // The kernels exist for the bit widths the weights can have;
+            // a query without bits asks about the op in general.
+            OpKind::GptqMatmul => match query.bits {
+                None | Some(4 | 8) => Ok(()),
+                Some(bits) => Err(refuse(format!(
+                    "GPTQ kernels exist for 4 and 8 bits, not {bits}"
+                ))),
+            },
+            OpKind::AwqMatmul => match query.bits {
+                None | Some(4) => Ok(()),
+                Some(bits) => Err(refuse(format!("AWQ kernels exist for 4 bits, not {bits}"))),
+            },
         }
-    }
-
-    /// The launch path of an op `select` refuses: the same answer.
-    fn refused(&self, query: &OpQuery) -> Result<()> {
-        self.select(query)?;
-        Err(Error::Unsupported(Unsupported {
-            backend: Self::NAME.into(),
-            op: query.op,
-            reason: "no cpu kernel".into(),
-        }))
     }
 }
 
@@ -151,14 +154,17 @@ impl Backend for CpuBackend {
     }
 
     fn gptq_matmul(&self, problem: &GptqMatmulProblem<'_>) -> Result<()> {
-        self.refused(&problem.query())
+        self.select(&problem.query())?;
+        on_pool(|| gptq_matmul::run(problem))
     }
 
     fn awq_matmul(&self, problem: &AwqMatmulProblem<'_>) -> Result<()> {
-        self.refused(&problem.query())
+        self.select(&problem.query())?;
+        on_pool(|| awq_matmul::run(problem))
     }
 
     fn nvfp4_matmul(&self, problem: &Nvfp4MatmulProblem<'_>) -> Result<()> {
-        self.refused(&problem.query())
+        self.select(&problem.query())?;
+        on_pool(|| nvfp4_matmul::run(problem))
     }
 }

@@ -4,11 +4,17 @@
 
 mod access;
 mod attention;
+mod awq_matmul;
 mod backend;
 mod fused_add_rms_norm;
+mod gptq_matmul;
 mod matmul;
 pub mod memory;
+mod nvfp4_matmul;
 mod paged_attention;
+mod quant_common;
+#[cfg(test)]
+mod quant_tests;
 pub mod reference;
 mod rms_norm;
 mod simd;

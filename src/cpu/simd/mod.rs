@@ -49,6 +49,7 @@ use crate::dtype::DType;
 
 mod bodies;
 mod portable;
+pub(crate) mod quant;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -146,6 +147,55 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
         let r = self.div(self.sub(one, t), self.add(one, t));
         self.select_lt(x, self.splat(0.0), self.sub(self.splat(0.0), r), r)
     }
+
+    // Integer lanes, for the quantized matmuls (`quant.rs`): `LANES` u32
+    // lanes beside the f32 lanes, and a 16-entry f32 lookup table.
+
+    /// `LANES` u32 lanes.
+    type I: Copy;
+    /// A 16-entry f32 table held in registers (see [`Simd::lut16`]).
+    type Lut: Copy;
+    /// # Safety
+    /// `p` must be valid for reading `LANES` u32 (no alignment needed).
+    unsafe fn load_u32(self, p: *const u32) -> Self::I;
+    /// `LANES` bytes, each zero-extended to a u32 lane.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES` bytes.
+    unsafe fn load_u8_u32(self, p: *const u8) -> Self::I;
+    fn splat_u32(self, x: u32) -> Self::I;
+    fn and_u32(self, a: Self::I, b: Self::I) -> Self::I;
+    fn or_u32(self, a: Self::I, b: Self::I) -> Self::I;
+    /// Logical shift right by `n` (0 for `n >= 32`); a constant `n`
+    /// compiles to the immediate form after inlining.
+    fn shr_u32(self, a: Self::I, n: u32) -> Self::I;
+    /// Shift left by `n` (0 for `n >= 32`).
+    fn shl_u32(self, a: Self::I, n: u32) -> Self::I;
+    /// Each lane, read as an i32, converted to f32 (exact below 2^24).
+    fn u32_to_f32(self, a: Self::I) -> Self::V;
+    /// Each lane's bits reinterpreted as an f32.
+    fn bits_to_f32(self, a: Self::I) -> Self::V;
+    /// Loads a 16-entry table into registers.
+    fn lut16_new(self, table: &[f32; 16]) -> Self::Lut;
+    /// `table[idx & 15]` in each lane (higher bits of `idx` are ignored).
+    fn lut16(self, lut: Self::Lut, idx: Self::I) -> Self::V;
+    /// Lane `l` holds `p[l / 8]` (one value per 8 lanes).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES` floats (only the first
+    /// `LANES / 8` are used).
+    unsafe fn load_spread8(self, p: *const f32) -> Self::V;
+    /// Lane `l` holds field `l` of the words at `p` (`bits`-bit fields,
+    /// lowest first: field `l` is `(p[l·bits/32] >> (l·bits % 32)) &
+    /// (2^bits − 1)`), as f32. `bits` is 4 or 8.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES·bits/32` u32.
+    unsafe fn load_fields(self, p: *const u32, bits: u32) -> Self::V;
+    /// Each (finite) lane rounded to the nearest f16, ties to even, as f32.
+    fn round_f16(self, v: Self::V) -> Self::V;
+    /// Each (finite) lane rounded to the nearest bf16, ties to even, as f32.
+    fn round_bf16(self, v: Self::V) -> Self::V;
 }
 
 /// An activation element type the kernels read and write.

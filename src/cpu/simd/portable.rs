@@ -131,6 +131,80 @@ impl Simd for Portable {
                 .write_unaligned(v.map(|x| bf16::from_f32(x).to_bits()))
         }
     }
+
+    type I = [u32; 8];
+    type Lut = [f32; 16];
+
+    #[inline(always)]
+    unsafe fn load_u32(self, p: *const u32) -> [u32; 8] {
+        // SAFETY: the caller guarantees 8 readable u32.
+        unsafe { p.cast::<[u32; 8]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn load_u8_u32(self, p: *const u8) -> [u32; 8] {
+        // SAFETY: the caller guarantees 8 readable bytes.
+        let bytes = unsafe { p.cast::<[u8; 8]>().read_unaligned() };
+        bytes.map(u32::from)
+    }
+    #[inline(always)]
+    fn splat_u32(self, x: u32) -> [u32; 8] {
+        [x; 8]
+    }
+    #[inline(always)]
+    fn and_u32(self, a: [u32; 8], b: [u32; 8]) -> [u32; 8] {
+        std::array::from_fn(|i| a[i] & b[i])
+    }
+    #[inline(always)]
+    fn or_u32(self, a: [u32; 8], b: [u32; 8]) -> [u32; 8] {
+        std::array::from_fn(|i| a[i] | b[i])
+    }
+    #[inline(always)]
+    fn shr_u32(self, a: [u32; 8], n: u32) -> [u32; 8] {
+        a.map(|x| x.checked_shr(n).unwrap_or(0))
+    }
+    #[inline(always)]
+    fn shl_u32(self, a: [u32; 8], n: u32) -> [u32; 8] {
+        a.map(|x| x.checked_shl(n).unwrap_or(0))
+    }
+    #[inline(always)]
+    fn u32_to_f32(self, a: [u32; 8]) -> V8 {
+        a.map(|x| x as i32 as f32)
+    }
+    #[inline(always)]
+    fn bits_to_f32(self, a: [u32; 8]) -> V8 {
+        a.map(f32::from_bits)
+    }
+    #[inline(always)]
+    fn lut16_new(self, table: &[f32; 16]) -> [f32; 16] {
+        *table
+    }
+    #[inline(always)]
+    fn lut16(self, lut: [f32; 16], idx: [u32; 8]) -> V8 {
+        idx.map(|i| lut[(i & 15) as usize])
+    }
+    #[inline(always)]
+    unsafe fn load_spread8(self, p: *const f32) -> V8 {
+        // SAFETY: the caller guarantees 8 readable floats.
+        [unsafe { *p }; 8]
+    }
+    #[inline(always)]
+    unsafe fn load_fields(self, p: *const u32, bits: u32) -> V8 {
+        let per = (32 / bits) as usize;
+        let mask = (1u32 << bits) - 1;
+        std::array::from_fn(|l| {
+            // SAFETY: l / per < 8·bits/32 words, readable (caller).
+            let word = unsafe { *p.add(l / per) };
+            ((word >> (bits * (l % per) as u32)) & mask) as f32
+        })
+    }
+    #[inline(always)]
+    fn round_f16(self, v: V8) -> V8 {
+        v.map(|x| f16::from_f32(x).to_f32())
+    }
+    #[inline(always)]
+    fn round_bf16(self, v: V8) -> V8 {
+        v.map(|x| bf16::from_f32(x).to_f32())
+    }
 }
 
 mod entries {
@@ -146,4 +220,19 @@ mod entries {
 /// The portable table (always available).
 pub(super) fn table() -> super::Kernels {
     entries::table()
+}
+
+mod quant_entries {
+    crate::cpu::simd::quant::quant_table! {
+        token: super::Portable,
+        level: crate::cpu::simd::Level::Portable,
+        gptq: (2, 2, 4),
+        awq: (1, 1, 1),
+        nvfp4: (2, 4, 4),
+    }
+}
+
+/// The portable quantized-matmul table (always available).
+pub(super) fn quant_table() -> super::quant::QuantKernels {
+    quant_entries::quant_table()
 }

@@ -193,6 +193,128 @@ impl Simd for Avx2 {
             _mm_storeu_si128(p.cast(), _mm256_castsi256_si128(packed));
         }
     }
+
+    type I = __m256i;
+    type Lut = (__m256, __m256);
+
+    #[inline(always)]
+    unsafe fn load_u32(self, p: *const u32) -> __m256i {
+        // SAFETY: AVX present (token); 8 readable u32 (caller).
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn load_u8_u32(self, p: *const u8) -> __m256i {
+        // SAFETY: AVX2 present (token); 8 readable bytes (caller), and
+        // `_mm_loadl_epi64` reads exactly 8.
+        unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())) }
+    }
+    #[inline(always)]
+    fn splat_u32(self, x: u32) -> __m256i {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_set1_epi32(x as i32) }
+    }
+    #[inline(always)]
+    fn and_u32(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 is present (token).
+        unsafe { _mm256_and_si256(a, b) }
+    }
+    #[inline(always)]
+    fn or_u32(self, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 is present (token).
+        unsafe { _mm256_or_si256(a, b) }
+    }
+    #[inline(always)]
+    fn shr_u32(self, a: __m256i, n: u32) -> __m256i {
+        // SAFETY: AVX2 is present (token); counts >= 32 give 0.
+        unsafe { _mm256_srl_epi32(a, _mm_cvtsi32_si128(n as i32)) }
+    }
+    #[inline(always)]
+    fn shl_u32(self, a: __m256i, n: u32) -> __m256i {
+        // SAFETY: AVX2 is present (token); counts >= 32 give 0.
+        unsafe { _mm256_sll_epi32(a, _mm_cvtsi32_si128(n as i32)) }
+    }
+    #[inline(always)]
+    fn u32_to_f32(self, a: __m256i) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_cvtepi32_ps(a) }
+    }
+    #[inline(always)]
+    fn bits_to_f32(self, a: __m256i) -> __m256 {
+        // SAFETY: AVX is present (token).
+        unsafe { _mm256_castsi256_ps(a) }
+    }
+    #[inline(always)]
+    fn lut16_new(self, table: &[f32; 16]) -> (__m256, __m256) {
+        // SAFETY: AVX present (token); the table holds 16 floats.
+        unsafe {
+            (
+                _mm256_loadu_ps(table.as_ptr()),
+                _mm256_loadu_ps(table.as_ptr().add(8)),
+            )
+        }
+    }
+    #[inline(always)]
+    fn lut16(self, lut: (__m256, __m256), idx: __m256i) -> __m256 {
+        // `permutevar8x32` reads the low 3 bits of each index; bit 3
+        // (moved to the sign bit) picks the upper half of the table.
+        // SAFETY: AVX2 is present (token).
+        unsafe {
+            let lo = _mm256_permutevar8x32_ps(lut.0, idx);
+            let hi = _mm256_permutevar8x32_ps(lut.1, idx);
+            _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_spread8(self, p: *const f32) -> __m256 {
+        // SAFETY: AVX present (token); 8 readable floats (caller).
+        unsafe { _mm256_set1_ps(*p) }
+    }
+    #[inline(always)]
+    unsafe fn load_fields(self, p: *const u32, bits: u32) -> __m256 {
+        // SAFETY: AVX2 present (token); 1 (4-bit) or 2 (8-bit) readable
+        // u32 (caller).
+        unsafe {
+            let (w, counts, mask) = if bits == 4 {
+                (
+                    _mm256_set1_epi32(*p as i32),
+                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+                    0xF,
+                )
+            } else {
+                (
+                    _mm256_setr_epi32(
+                        *p as i32,
+                        *p as i32,
+                        *p as i32,
+                        *p as i32,
+                        *p.add(1) as i32,
+                        *p.add(1) as i32,
+                        *p.add(1) as i32,
+                        *p.add(1) as i32,
+                    ),
+                    _mm256_setr_epi32(0, 8, 16, 24, 0, 8, 16, 24),
+                    0xFF,
+                )
+            };
+            let f = _mm256_and_si256(_mm256_srlv_epi32(w, counts), _mm256_set1_epi32(mask));
+            _mm256_cvtepi32_ps(f)
+        }
+    }
+    #[inline(always)]
+    fn round_f16(self, v: __m256) -> __m256 {
+        // SAFETY: F16C is present (token).
+        unsafe { _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+    }
+    #[inline(always)]
+    fn round_bf16(self, v: __m256) -> __m256 {
+        // SAFETY: AVX2 is present (token).
+        unsafe {
+            let bits = _mm256_castps_si256(v);
+            let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+            let biased = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+            _mm256_castsi256_ps(_mm256_and_si256(biased, _mm256_set1_epi32(-65536)))
+        }
+    }
 }
 
 impl Simd for Avx512 {
@@ -336,6 +458,114 @@ impl Simd for Avx512 {
             _mm256_storeu_si256(p.cast(), _mm512_cvtepi32_epi16(r));
         }
     }
+
+    type I = __m512i;
+    type Lut = __m512;
+
+    #[inline(always)]
+    unsafe fn load_u32(self, p: *const u32) -> __m512i {
+        // SAFETY: AVX-512F present (token); 16 readable u32 (caller).
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn load_u8_u32(self, p: *const u8) -> __m512i {
+        // SAFETY: AVX-512F present (token); 16 readable bytes (caller).
+        unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    fn splat_u32(self, x: u32) -> __m512i {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_set1_epi32(x as i32) }
+    }
+    #[inline(always)]
+    fn and_u32(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_and_si512(a, b) }
+    }
+    #[inline(always)]
+    fn or_u32(self, a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_or_si512(a, b) }
+    }
+    #[inline(always)]
+    fn shr_u32(self, a: __m512i, n: u32) -> __m512i {
+        // SAFETY: AVX-512F is present (token); counts >= 32 give 0.
+        unsafe { _mm512_srl_epi32(a, _mm_cvtsi32_si128(n as i32)) }
+    }
+    #[inline(always)]
+    fn shl_u32(self, a: __m512i, n: u32) -> __m512i {
+        // SAFETY: AVX-512F is present (token); counts >= 32 give 0.
+        unsafe { _mm512_sll_epi32(a, _mm_cvtsi32_si128(n as i32)) }
+    }
+    #[inline(always)]
+    fn u32_to_f32(self, a: __m512i) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_cvtepi32_ps(a) }
+    }
+    #[inline(always)]
+    fn bits_to_f32(self, a: __m512i) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_castsi512_ps(a) }
+    }
+    #[inline(always)]
+    fn lut16_new(self, table: &[f32; 16]) -> __m512 {
+        // SAFETY: AVX-512F present (token); the table holds 16 floats.
+        unsafe { _mm512_loadu_ps(table.as_ptr()) }
+    }
+    #[inline(always)]
+    fn lut16(self, lut: __m512, idx: __m512i) -> __m512 {
+        // SAFETY: AVX-512F is present (token); `permutexvar` reads the low
+        // 4 bits of each index.
+        unsafe { _mm512_permutexvar_ps(idx, lut) }
+    }
+    #[inline(always)]
+    unsafe fn load_spread8(self, p: *const f32) -> __m512 {
+        // SAFETY: AVX-512F present (token); 16 readable floats (caller).
+        unsafe {
+            let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+            _mm512_permutexvar_ps(idx, _mm512_loadu_ps(p))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_fields(self, p: *const u32, bits: u32) -> __m512 {
+        // SAFETY: AVX-512F present (token); 2 (4-bit) or 4 (8-bit)
+        // readable u32 (caller): the masked load touches no other lane.
+        unsafe {
+            let (words, idx, counts, mask) = if bits == 4 {
+                (
+                    _mm512_maskz_loadu_epi32(0x3, p.cast()),
+                    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                    _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28),
+                    0xF,
+                )
+            } else {
+                (
+                    _mm512_maskz_loadu_epi32(0xF, p.cast()),
+                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                    _mm512_setr_epi32(0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24),
+                    0xFF,
+                )
+            };
+            let w = _mm512_permutexvar_epi32(idx, words);
+            let f = _mm512_and_si512(_mm512_srlv_epi32(w, counts), _mm512_set1_epi32(mask));
+            _mm512_cvtepi32_ps(f)
+        }
+    }
+    #[inline(always)]
+    fn round_f16(self, v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe { _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+    }
+    #[inline(always)]
+    fn round_bf16(self, v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (token).
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let biased = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+            _mm512_castsi512_ps(_mm512_and_si512(biased, _mm512_set1_epi32(-65536)))
+        }
+    }
 }
 
 mod avx2 {
@@ -368,4 +598,36 @@ pub(super) fn avx2_table() -> super::Kernels {
 /// The AVX-512 table. Call only when [`avx512_detected`].
 pub(super) fn avx512_table() -> super::Kernels {
     avx512::table()
+}
+
+mod avx2_quant {
+    crate::cpu::simd::quant::quant_table! {
+        token: super::Avx2,
+        level: crate::cpu::simd::Level::Avx2,
+        gptq: (2, 2, 4),
+        awq: (1, 1, 1),
+        nvfp4: (2, 4, 8),
+        #[target_feature(enable = "avx2,fma,f16c")]
+    }
+}
+
+mod avx512_quant {
+    crate::cpu::simd::quant::quant_table! {
+        token: super::Avx512,
+        level: crate::cpu::simd::Level::Avx512,
+        gptq: (4, 2, 8),
+        awq: (2, 1, 2),
+        nvfp4: (4, 4, 8),
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    }
+}
+
+/// The AVX2 quantized-matmul table. Call only when [`avx2_detected`].
+pub(super) fn avx2_quant_table() -> super::quant::QuantKernels {
+    avx2_quant::quant_table()
+}
+
+/// The AVX-512 quantized-matmul table. Call only when [`avx512_detected`].
+pub(super) fn avx512_quant_table() -> super::quant::QuantKernels {
+    avx512_quant::quant_table()
 }
