@@ -4,6 +4,11 @@
 # installed module. Called by .ci/run; exits non-zero on any failure,
 # including "no tests collected" (pytest exit 5).
 #
+# torch is deliberately not installed: the CPU wheel is a ~200 MB+ download
+# that would dominate this job for the handful of torch DLPack tests, which
+# skip with a reason here (numpy covers DLPack both ways). Run them by
+# installing the wheel into an environment that has torch.
+#
 # Env: CARGO_TARGET_DIR (default: target/python, reused between runs),
 #      PYTHON (default: python3), RADIANT_PY_PROFILE (default: release),
 #      RADIANT_PY_OPT_LEVEL (default: 1: the wheel built here only runs the

@@ -1,10 +1,18 @@
-//! Python bindings for radiant: one function per op, numpy in, numpy out.
+//! Python bindings for radiant: one function per op, plus device-resident
+//! tensors (`radiant.Tensor`), quantized weights (`GptqWeight`, `AwqWeight`,
+//! `Nvfp4Weight`) and DLPack import / export.
 //!
-//! Every function validates its numpy arguments (dtype, C-contiguity), copies
-//! them into [`HostTensor`]s, and then — with the GIL released — uploads them
-//! to the chosen backend, runs the op through `radiant::ops` (which does the
-//! full validation) and downloads the result. Every radiant error becomes a
-//! Python exception carrying radiant's message:
+//! Modules: `host` (array arguments: numpy, radiant.Tensor, DLPack),
+//! `dlpack` (the DLPack structs, consumer and producer), `tensor`
+//! (`radiant.Tensor`), `quant` (the weight classes).
+//!
+//! Each op converts its array arguments under the GIL (`host::arg`: a
+//! radiant.Tensor is used in place, host memory is aliased on host devices
+//! or copied for GPU ones), then — with the GIL released — uploads what
+//! needs uploading, runs the op through `radiant::ops` (which does the full
+//! validation) and, when the main input was a numpy array, downloads the
+//! result; otherwise the result stays on the device as a radiant.Tensor.
+//! Every radiant error becomes a Python exception carrying radiant's message:
 //!
 //! | radiant error        | Python exception      |
 //! |----------------------|-----------------------|
@@ -17,34 +25,40 @@
 //! | `Io`                 | `OSError`             |
 //!
 //! A numpy dtype radiant has no type for (float64, int64, ...) or an argument
-//! that is not a numpy array raises `TypeError`.
+//! that is not an array raises `TypeError`; DLPack exchange failures raise
+//! `BufferError`.
+
+mod dlpack;
+mod host;
+mod quant;
+mod tensor;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use half::f16;
-use numpy::{
-    PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
-    PyUntypedArrayMethods,
-};
+use numpy::PyUntypedArray;
 use pyo3::exceptions::{
     PyMemoryError, PyNotImplementedError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use radiant::cpu::memory::HostMemory;
 use radiant::ops::{self, AttentionParams, BLayout, MatmulParams, RmsNormParams};
-use radiant::quant::GroupSize;
 use radiant::quant::{
-    AwqLayout, AwqTensors, AwqWeight, GlobalScale, GptqLayout, GptqTensors, GptqWeight,
-    Nvfp4Tensors, Nvfp4Weight, ZeroFormat, nvfp4::BLOCK,
+    AwqLayout, AwqTensors, AwqWeight, GptqLayout, GptqTensors, GptqWeight, GroupSize, Nvfp4Tensors,
+    Nvfp4Weight, ZeroFormat, nvfp4::BLOCK,
 };
-use radiant::{Backend, DType, Error, HostTensor, Tensor};
+use radiant::{Backend, DType, Error, Tensor};
+
+use host::{Arg, arg, arg_opt, host, host_opt, on_opt, run, to_numpy};
+use quant::{PyAwqWeight, PyGptqWeight, PyNvfp4Weight, check_resident, global_scale};
+use tensor::PyTensor;
 
 // ---------------------------------------------------------------------------
 // Errors
 
-fn to_py(err: Error) -> PyErr {
+pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     match err {
         Error::InvalidArgument { .. } | Error::Format { .. } => PyValueError::new_err(msg),
@@ -64,7 +78,7 @@ fn cache() -> &'static Mutex<HashMap<String, Arc<dyn Backend>>> {
 }
 
 /// Opens (once per process) the device called `name`, without the GIL.
-fn open(py: Python<'_>, name: &str) -> PyResult<Arc<dyn Backend>> {
+pub(crate) fn open(py: Python<'_>, name: &str) -> PyResult<Arc<dyn Backend>> {
     if let Some(b) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(name) {
         return Ok(b.clone());
     }
@@ -110,7 +124,7 @@ impl Device {
     }
 }
 
-fn backend_of(py: Python<'_>, device: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Backend>> {
+pub(crate) fn backend_of(py: Python<'_>, device: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Backend>> {
     if let Ok(d) = device.cast::<Device>() {
         return Ok(d.get().backend.clone());
     }
@@ -152,123 +166,85 @@ fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     Ok(out)
 }
 
-// ---------------------------------------------------------------------------
-// numpy <-> HostTensor
-
-fn slice_bytes<T: numpy::Element + bytemuck::Pod>(
-    arr: &Bound<'_, PyUntypedArray>,
-    dtype: DType,
-) -> PyResult<HostTensor> {
-    let typed = arr.cast::<PyArrayDyn<T>>()?;
-    let ro = typed.readonly();
-    let values = ro
-        .as_slice()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let bytes = bytemuck::cast_slice::<T, u8>(values).to_vec();
-    HostTensor::from_bytes(dtype, arr.shape(), bytes).map_err(to_py)
-}
-
-/// Copies a C-contiguous numpy array into a host tensor. `allowed` lists
-/// the radiant dtypes this argument may have (checked here only to give a
-/// `TypeError` for dtypes radiant has no type for; the op validates the rest).
-fn host(op: &str, arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<HostTensor> {
-    let py = obj.py();
-    let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{op}: invalid argument `{arg}`: must be a numpy.ndarray, got {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
-    if !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{op}: invalid argument `{arg}`: must be C-contiguous (use numpy.ascontiguousarray)"
-        )));
-    }
-    let dt = arr.dtype();
-    if !dt.is_native_byteorder().unwrap_or(true) {
-        return Err(PyValueError::new_err(format!(
-            "{op}: invalid argument `{arg}`: must be in native byte order"
-        )));
-    }
-    if dt.is_equiv_to(&numpy::dtype::<f32>(py)) {
-        slice_bytes::<f32>(arr, DType::F32)
-    } else if dt.is_equiv_to(&numpy::dtype::<f16>(py)) {
-        slice_bytes::<f16>(arr, DType::F16)
-    } else if dt.is_equiv_to(&numpy::dtype::<i32>(py)) {
-        slice_bytes::<i32>(arr, DType::I32)
-    } else if dt.is_equiv_to(&numpy::dtype::<u8>(py)) {
-        slice_bytes::<u8>(arr, DType::U8)
-    } else if dt.itemsize() == 2 && dt.getattr("name")?.extract::<String>()? == "bfloat16" {
-        // ml_dtypes.bfloat16: numpy has no native type; read the same bytes
-        // through a uint16 view.
-        let bits = arr.call_method1("view", ("uint16",))?;
-        slice_bytes::<u16>(bits.cast::<PyUntypedArray>()?, DType::BF16)
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "{op}: invalid argument `{arg}`: unsupported dtype {} \
-             (radiant takes float32, float16 and ml_dtypes.bfloat16 activations, int32 offsets / tables, uint8 packed weights)",
-            dt.str()?
-        )))
+pub(crate) fn device_or_best(
+    py: Python<'_>,
+    device: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Arc<dyn Backend>> {
+    match device {
+        Some(d) if !d.is_none() => backend_of(py, d),
+        _ => open(py, "best"),
     }
 }
 
-fn host_opt(op: &str, arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<HostTensor>> {
-    match obj {
-        Some(o) if !o.is_none() => host(op, arg, o).map(Some),
-        _ => Ok(None),
+/// The device of a device-resident argument (a Tensor or a weight).
+fn resident(obj: &Bound<'_, PyAny>) -> Option<Arc<dyn Backend>> {
+    if let Ok(t) = obj.cast::<PyTensor>() {
+        return Some(t.get().backend.clone());
+    }
+    if let Ok(w) = obj.cast::<PyGptqWeight>() {
+        return Some(w.get().backend.clone());
+    }
+    if let Ok(w) = obj.cast::<PyAwqWeight>() {
+        return Some(w.get().backend.clone());
+    }
+    if let Ok(w) = obj.cast::<PyNvfp4Weight>() {
+        return Some(w.get().backend.clone());
+    }
+    None
+}
+
+/// The device an op runs on: `device` if given, else the device of the
+/// first device-resident argument, else "best".
+fn op_device(
+    py: Python<'_>,
+    device: Option<&Bound<'_, PyAny>>,
+    args: &[Option<&Bound<'_, PyAny>>],
+) -> PyResult<Arc<dyn Backend>> {
+    if let Some(d) = device.filter(|d| !d.is_none()) {
+        return backend_of(py, d);
+    }
+    match args.iter().flatten().find_map(|a| resident(a)) {
+        Some(b) => Ok(b),
+        None => open(py, "best"),
     }
 }
 
-fn to_numpy<'py>(py: Python<'py>, t: &HostTensor) -> PyResult<Bound<'py, PyAny>> {
-    let shape = t.shape().to_vec();
-    let bytes = t.bytes();
-    let arr = match t.dtype() {
-        DType::F32 => {
-            let v: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
-            PyArray1::from_vec(py, v).reshape(shape)?.into_any()
-        }
-        DType::F16 => {
-            let v: Vec<f16> = bytemuck::pod_collect_to_vec(bytes);
-            PyArray1::from_vec(py, v).reshape(shape)?.into_any()
-        }
-        DType::I32 => {
-            let v: Vec<i32> = bytemuck::pod_collect_to_vec(bytes);
-            PyArray1::from_vec(py, v).reshape(shape)?.into_any()
-        }
-        DType::U8 | DType::F8E4M3 => PyArray1::from_vec(py, bytes.to_vec())
-            .reshape(shape)?
-            .into_any(),
-        DType::BF16 => {
-            // Only reached for bf16 inputs, which came from ml_dtypes.
-            let bf16 = py.import("ml_dtypes")?.getattr("bfloat16")?;
-            let v: Vec<u16> = bytemuck::pod_collect_to_vec(bytes);
-            PyArray1::from_vec(py, v)
-                .reshape(shape)?
-                .call_method1("view", (bf16,))?
-        }
-    };
-    Ok(arr)
+/// Results are numpy arrays when the main input is a numpy array, and
+/// radiant.Tensors (staying on the device) otherwise.
+fn returns_tensor(main: &Bound<'_, PyAny>) -> bool {
+    main.cast::<PyUntypedArray>().is_err()
 }
 
-fn up(b: &dyn Backend, t: &HostTensor) -> radiant::Result<Tensor> {
-    b.upload_tensor(t)
+/// An op's result, as numpy (downloaded) or as a radiant.Tensor.
+fn output<'py>(
+    py: Python<'py>,
+    t: Tensor,
+    backend: &Arc<dyn Backend>,
+    as_tensor: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if as_tensor {
+        return Ok(Bound::new(py, PyTensor::new(t, backend.clone()))?.into_any());
+    }
+    let h = run(py, || backend.download_tensor(&t))?;
+    to_numpy(py, &h)
 }
 
-fn up_opt(b: &dyn Backend, t: &Option<HostTensor>) -> radiant::Result<Option<Tensor>> {
-    t.as_ref().map(|t| b.upload_tensor(t)).transpose()
+/// The host byte range of a tensor, if it lives in host memory.
+fn host_range(t: &Tensor) -> Option<(usize, usize)> {
+    let m = HostMemory::of(t.buffer())?;
+    let start = (m.as_ptr() as usize).checked_add(t.byte_offset())?;
+    Some((start, start.checked_add(t.byte_len())?))
 }
 
 // ---------------------------------------------------------------------------
 // Dense ops
 
-/// matmul(a, b, bias=None, b_layout="kn", device="best") -> numpy.ndarray
+/// matmul(a, b, bias=None, b_layout="kn", device=None) -> ndarray | Tensor
 ///
 /// `C[..., M, N] = A[..., M, K] · B (+ bias[N])`. `b` is `[K, N]` for
 /// `b_layout="kn"` or linear-layer weights `[N, K]` for `b_layout="nk"`; a
-/// 2-D `b` broadcasts over a batched `a`. Returns an array of `a`'s dtype.
+/// 2-D `b` broadcasts over a batched `a`. Returns `a`'s dtype: a numpy array
+/// when `a` is one, else a radiant.Tensor on the op's device.
 #[pyfunction]
 #[pyo3(signature = (a, b, bias = None, b_layout = "kn", device = None))]
 fn matmul<'py>(
@@ -289,34 +265,24 @@ fn matmul<'py>(
             )));
         }
     };
-    let (a, b, bias) = (
-        host(OP, "a", a)?,
-        host(OP, "b", b)?,
-        host_opt(OP, "bias", bias)?,
+    let backend = op_device(py, device, &[Some(a), Some(b), bias])?;
+    let (a_, b_) = (
+        arg(OP, "a", a, &backend, false)?,
+        arg(OP, "b", b, &backend, false)?,
     );
-    let backend = device_or_best(py, device)?;
-    let out = py
-        .detach(|| {
-            let be = backend.as_ref();
-            let (a, b, bias) = (up(be, &a)?, up(be, &b)?, up_opt(be, &bias)?);
-            let y = ops::matmul(be, &a, &b, bias.as_ref(), MatmulParams { b_layout })?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+    let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+    let be = backend.as_ref();
+    let y = run(py, || {
+        let (a, b, bias) = (a_.on(be)?, b_.on(be)?, on_opt(&bias_, be)?);
+        ops::matmul(be, &a, &b, bias.as_ref(), MatmulParams { b_layout })
+    })?;
+    output(py, y, &backend, returns_tensor(a))
 }
 
-fn device_or_best(py: Python<'_>, device: Option<&Bound<'_, PyAny>>) -> PyResult<Arc<dyn Backend>> {
-    match device {
-        Some(d) if !d.is_none() => backend_of(py, d),
-        _ => open(py, "best"),
-    }
-}
-
-/// rms_norm(x, weight, eps=1e-6, weight_offset=0.0, device="best") -> numpy.ndarray
+/// rms_norm(x, weight, eps=1e-6, weight_offset=0.0, device=None) -> ndarray | Tensor
 ///
 /// `y = x / sqrt(mean(x²) + eps) · (weight + weight_offset)` over the last dim
-/// (`weight_offset=1.0` for Gemma). Returns an array of `x`'s dtype.
+/// (`weight_offset=1.0` for Gemma). Returns `x`'s dtype.
 #[pyfunction]
 #[pyo3(signature = (x, weight, eps = 1e-6, weight_offset = 0.0, device = None))]
 fn rms_norm<'py>(
@@ -328,25 +294,22 @@ fn rms_norm<'py>(
     device: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "rms_norm";
-    let (x, w) = (host(OP, "x", x)?, host(OP, "weight", weight)?);
-    let backend = device_or_best(py, device)?;
+    let backend = op_device(py, device, &[Some(x), Some(weight)])?;
+    let x_ = arg(OP, "x", x, &backend, false)?;
+    let w_ = arg(OP, "weight", weight, &backend, false)?;
     let params = RmsNormParams { eps, weight_offset };
-    let out = py
-        .detach(|| {
-            let be = backend.as_ref();
-            let (x, w) = (up(be, &x)?, up(be, &w)?);
-            let y = ops::rms_norm(be, &x, &w, params)?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+    let be = backend.as_ref();
+    let y = run(py, || ops::rms_norm(be, &x_.on(be)?, &w_.on(be)?, params))?;
+    output(py, y, &backend, returns_tensor(x))
 }
 
-/// fused_add_rms_norm(x, residual, weight, eps=1e-6, weight_offset=0.0, device="best")
+/// fused_add_rms_norm(x, residual, weight, eps=1e-6, weight_offset=0.0, device=None)
 ///     -> (out, new_residual)
 ///
-/// `new_residual = round(x + residual)`, `out = rms_norm(new_residual)`. The
-/// input `residual` array is not modified; both results have `x`'s dtype.
+/// `new_residual = round(x + residual)`, `out = rms_norm(new_residual)`. A
+/// numpy / DLPack `residual` is not modified; a radiant.Tensor `residual` is
+/// updated in place (the engine's residual stream) and returned as the second
+/// result when results are Tensors. Both results have `x`'s dtype.
 #[pyfunction]
 #[pyo3(signature = (x, residual, weight, eps = 1e-6, weight_offset = 0.0, device = None))]
 fn fused_add_rms_norm<'py>(
@@ -359,20 +322,43 @@ fn fused_add_rms_norm<'py>(
     device: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     const OP: &str = "fused_add_rms_norm";
-    let x = host(OP, "x", x)?;
-    let r = host(OP, "residual", residual)?;
-    let w = host(OP, "weight", weight)?;
-    let backend = device_or_best(py, device)?;
+    let backend = op_device(py, device, &[Some(x), Some(residual), Some(weight)])?;
+    let x_ = arg(OP, "x", x, &backend, false)?;
+    let r_ = arg(OP, "residual", residual, &backend, true)?;
+    let w_ = arg(OP, "weight", weight, &backend, false)?;
+    // The residual is written in place: no other argument may share its
+    // memory through another buffer (the ops layer checks same-buffer
+    // aliasing; two imports of one array are two buffers).
+    if let Arg::Dev(r) = &r_
+        && let Some((r0, r1)) = host_range(r)
+    {
+        for (name, other) in [("x", &x_), ("weight", &w_)] {
+            if let Arg::Dev(t) = other
+                && t.buffer().id() != r.buffer().id()
+                && let Some((o0, o1)) = host_range(t)
+                && o0 < r1
+                && r0 < o1
+            {
+                return Err(PyValueError::new_err(format!(
+                    "{OP}: invalid argument `residual`: it is updated in place and shares memory with `{name}`"
+                )));
+            }
+        }
+    }
     let params = RmsNormParams { eps, weight_offset };
-    let (out, res) = py
-        .detach(|| {
-            let be = backend.as_ref();
-            let (x, r, w) = (up(be, &x)?, up(be, &r)?, up(be, &w)?);
-            let y = ops::fused_add_rms_norm(be, &x, &r, &w, params)?;
-            Ok::<_, Error>((be.download_tensor(&y)?, be.download_tensor(&r)?))
-        })
-        .map_err(to_py)?;
-    Ok((to_numpy(py, &out)?, to_numpy(py, &res)?))
+    let be = backend.as_ref();
+    let (y, r) = run(py, || {
+        let (x, r, w) = (x_.on(be)?, r_.on(be)?, w_.on(be)?);
+        let y = ops::fused_add_rms_norm(be, &x, &r, &w, params)?;
+        Ok::<_, Error>((y, r))
+    })?;
+    let as_tensor = returns_tensor(x);
+    let out = output(py, y, &backend, as_tensor)?;
+    let res = match residual.cast::<PyTensor>() {
+        Ok(t) if as_tensor => t.clone().into_any(),
+        _ => output(py, r, &backend, as_tensor)?,
+    };
+    Ok((out, res))
 }
 
 fn attention_params(
@@ -392,7 +378,7 @@ fn attention_params(
 }
 
 /// attention(q, k, v, cu_seqlens_q, cu_seqlens_k, causal=False, softmax_scale=None,
-///           window_left=-1, window_right=-1, softcap=0.0, return_lse=False, device="best")
+///           window_left=-1, window_right=-1, softcap=0.0, return_lse=False, device=None)
 ///
 /// Varlen (packed) prefill attention, FlashAttention semantics: `q[total_q, Hq, D]`,
 /// `k, v[total_k, Hkv, D]`, int32 `cu_seqlens_q/k[B+1]`. GQA/MQA, causal
@@ -420,41 +406,52 @@ fn attention<'py>(
     device: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "attention";
-    let q = host(OP, "q", q)?;
-    let k = host(OP, "k", k)?;
-    let v = host(OP, "v", v)?;
-    let cq = host(OP, "cu_seqlens_q", cu_seqlens_q)?;
-    let ck = host(OP, "cu_seqlens_k", cu_seqlens_k)?;
-    let backend = device_or_best(py, device)?;
+    let backend = op_device(
+        py,
+        device,
+        &[
+            Some(q),
+            Some(k),
+            Some(v),
+            Some(cu_seqlens_q),
+            Some(cu_seqlens_k),
+        ],
+    )?;
+    let q_ = arg(OP, "q", q, &backend, false)?;
+    let k_ = arg(OP, "k", k, &backend, false)?;
+    let v_ = arg(OP, "v", v, &backend, false)?;
+    let cq_ = arg(OP, "cu_seqlens_q", cu_seqlens_q, &backend, false)?;
+    let ck_ = arg(OP, "cu_seqlens_k", cu_seqlens_k, &backend, false)?;
     let params = attention_params(causal, softmax_scale, window_left, window_right, softcap);
-    let (out, lse) = py
-        .detach(|| {
-            let be = backend.as_ref();
-            let (q, k, v) = (up(be, &q)?, up(be, &k)?, up(be, &v)?);
-            let (cq, ck) = (up(be, &cq)?, up(be, &ck)?);
-            if !return_lse {
-                let y = ops::attention(be, &q, &k, &v, &cq, &ck, params)?;
-                return Ok::<_, Error>((be.download_tensor(&y)?, None));
-            }
-            let out = be.alloc_tensor(q.dtype(), q.shape())?;
-            let (total_q, heads_q) = (
-                q.shape().first().copied().unwrap_or(0),
-                q.shape().get(1).copied().unwrap_or(0),
-            );
-            let lse = be.alloc_tensor(DType::F32, &[heads_q, total_q])?;
-            ops::attention_into(be, &q, &k, &v, &cq, &ck, &out, Some(&lse), params)?;
-            Ok((be.download_tensor(&out)?, Some(be.download_tensor(&lse)?)))
-        })
-        .map_err(to_py)?;
-    let out = to_numpy(py, &out)?;
+    let be = backend.as_ref();
+    let (out, lse) = run(py, || {
+        let (q, k, v) = (q_.on(be)?, k_.on(be)?, v_.on(be)?);
+        let (cq, ck) = (cq_.on(be)?, ck_.on(be)?);
+        if !return_lse {
+            let y = ops::attention(be, &q, &k, &v, &cq, &ck, params)?;
+            return Ok::<_, Error>((y, None));
+        }
+        let out = be.alloc_tensor(q.dtype(), q.shape())?;
+        let (total_q, heads_q) = (
+            q.shape().first().copied().unwrap_or(0),
+            q.shape().get(1).copied().unwrap_or(0),
+        );
+        let lse = be.alloc_tensor(DType::F32, &[heads_q, total_q])?;
+        ops::attention_into(be, &q, &k, &v, &cq, &ck, &out, Some(&lse), params)?;
+        Ok((out, Some(lse)))
+    })?;
+    let as_tensor = returns_tensor(q);
+    let out = output(py, out, &backend, as_tensor)?;
     match lse {
         None => Ok(out),
-        Some(lse) => Ok((out, to_numpy(py, &lse)?).into_pyobject(py)?.into_any()),
+        Some(lse) => Ok((out, output(py, lse, &backend, as_tensor)?)
+            .into_pyobject(py)?
+            .into_any()),
     }
 }
 
 /// paged_attention(q, k_cache, v_cache, block_tables, context_lens, softmax_scale=None,
-///                 window_left=-1, window_right=-1, softcap=0.0, causal=False, device="best")
+///                 window_left=-1, window_right=-1, softcap=0.0, causal=False, device=None)
 ///
 /// Decode attention against a paged KV cache (vLLM layout): `q[B, Hq, D]`,
 /// `k_cache, v_cache[num_blocks, block_size, Hkv, D]`, int32
@@ -479,49 +476,34 @@ fn paged_attention<'py>(
     device: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "paged_attention";
-    let q = host(OP, "q", q)?;
-    let kc = host(OP, "k_cache", k_cache)?;
-    let vc = host(OP, "v_cache", v_cache)?;
-    let bt = host(OP, "block_tables", block_tables)?;
-    let cl = host(OP, "context_lens", context_lens)?;
-    let backend = device_or_best(py, device)?;
+    let backend = op_device(
+        py,
+        device,
+        &[
+            Some(q),
+            Some(k_cache),
+            Some(v_cache),
+            Some(block_tables),
+            Some(context_lens),
+        ],
+    )?;
+    let q_ = arg(OP, "q", q, &backend, false)?;
+    let kc_ = arg(OP, "k_cache", k_cache, &backend, false)?;
+    let vc_ = arg(OP, "v_cache", v_cache, &backend, false)?;
+    let bt_ = arg(OP, "block_tables", block_tables, &backend, false)?;
+    let cl_ = arg(OP, "context_lens", context_lens, &backend, false)?;
     let params = attention_params(causal, softmax_scale, window_left, window_right, softcap);
-    let out = py
-        .detach(|| {
-            let be = backend.as_ref();
-            let (q, kc, vc) = (up(be, &q)?, up(be, &kc)?, up(be, &vc)?);
-            let (bt, cl) = (up(be, &bt)?, up(be, &cl)?);
-            let y = ops::paged_attention(be, &q, &kc, &vc, &bt, &cl, params)?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+    let be = backend.as_ref();
+    let y = run(py, || {
+        let (q, kc, vc) = (q_.on(be)?, kc_.on(be)?, vc_.on(be)?);
+        let (bt, cl) = (bt_.on(be)?, cl_.on(be)?);
+        ops::paged_attention(be, &q, &kc, &vc, &bt, &cl, params)
+    })?;
+    output(py, y, &backend, returns_tensor(q))
 }
 
 // ---------------------------------------------------------------------------
 // Quantized matmuls
-
-/// A float scalar given as a Python number or a one-element float array
-/// (how checkpoints store it).
-fn scalar(op: &str, arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        return Ok(None);
-    };
-    if obj.cast::<PyUntypedArray>().is_ok() {
-        let t = host(op, arg, obj)?;
-        if !t.dtype().is_float() || t.numel() != 1 || t.shape().len() > 1 {
-            return Err(PyValueError::new_err(format!(
-                "{op}: invalid argument `{arg}`: must be one float ([1] or []), got {} {:?}",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        return Ok(Some(t.to_f64_vec()[0]));
-    }
-    obj.extract::<f64>().map(Some).map_err(|_| {
-        PyTypeError::new_err(format!("{op}: invalid argument `{arg}`: must be a float"))
-    })
-}
 
 fn group_size_of(op: &str, group_size: i64) -> PyResult<GroupSize> {
     GroupSize::from_config(group_size).ok_or_else(|| {
@@ -531,36 +513,122 @@ fn group_size_of(op: &str, group_size: i64) -> PyResult<GroupSize> {
     })
 }
 
-/// gptq_matmul(x, qweight, qzeros, scales, g_idx, bits, group_size, sym=None,
-///             format="gptq", bias=None, device="best") -> numpy.ndarray
+fn given(obj: Option<&Bound<'_, PyAny>>) -> bool {
+    obj.is_some_and(|o| !o.is_none())
+}
+
+fn required<'a, 'py>(
+    op: &str,
+    name: &str,
+    obj: Option<&'a Bound<'py, PyAny>>,
+) -> PyResult<&'a Bound<'py, PyAny>> {
+    obj.filter(|o| !o.is_none()).ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{op}: missing argument `{name}` (pass the checkpoint arrays, or weight=<radiant weight>)"
+        ))
+    })
+}
+
+fn no_arrays_with_weight(op: &str, names: &[(&str, bool)]) -> PyResult<()> {
+    match names.iter().find(|(_, g)| *g) {
+        Some((name, _)) => Err(PyValueError::new_err(format!(
+            "{op}: invalid argument `{name}`: give either weight=<radiant weight> or the checkpoint arrays, not both"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// gptq_matmul(x, qweight=None, qzeros=None, scales=None, g_idx=None, bits=None,
+///             group_size=None, sym=None, format="gptq", bias=None, device=None,
+///             *, weight=None) -> ndarray | Tensor
 ///
-/// `y = x · dequant(W)ᵀ (+ bias)` against a GPTQ layer as stored in the
-/// checkpoint (int32 `qweight[K·bits/32, N]`, `qzeros[G, N·bits/32]`, float
-/// `scales[G, N]`, int32 `g_idx[K]` or None). `format` is `"gptq"` (v1 zero
-/// storage) or `"gptq_v2"`; `sym=True` requires every zero point to be
-/// 2^(bits-1). Returns x's dtype.
+/// `y = x · dequant(W)ᵀ (+ bias)` against a GPTQ layer: either a
+/// `radiant.GptqWeight` (`weight=`, or in place of `qweight`), which stays on
+/// its device, or the checkpoint arrays (int32 `qweight[K·bits/32, N]`,
+/// `qzeros[G, N·bits/32]`, float `scales[G, N]`, int32 `g_idx[K]` or None,
+/// with `bits` and `group_size`), uploaded for this call. `format` is
+/// `"gptq"` (v1 zero storage) or `"gptq_v2"`; `sym=True` requires every
+/// zero point to be 2^(bits-1). Returns x's dtype.
 #[pyfunction]
-#[pyo3(signature = (x, qweight, qzeros, scales, g_idx, bits, group_size, sym = None,
-                    format = "gptq", bias = None, device = None))]
+#[pyo3(signature = (x, qweight = None, qzeros = None, scales = None, g_idx = None, bits = None,
+                    group_size = None, sym = None, format = "gptq", bias = None, device = None,
+                    *, weight = None))]
 #[allow(clippy::too_many_arguments)]
 fn gptq_matmul<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    qweight: &Bound<'py, PyAny>,
-    qzeros: &Bound<'py, PyAny>,
-    scales: &Bound<'py, PyAny>,
+    qweight: Option<&Bound<'py, PyAny>>,
+    qzeros: Option<&Bound<'py, PyAny>>,
+    scales: Option<&Bound<'py, PyAny>>,
     g_idx: Option<&Bound<'py, PyAny>>,
-    bits: u32,
-    group_size: i64,
+    bits: Option<u32>,
+    group_size: Option<i64>,
     sym: Option<bool>,
     format: &str,
     bias: Option<&Bound<'py, PyAny>>,
     device: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "gptq_matmul";
     let zero_format = ZeroFormat::parse(format).ok_or_else(|| {
         PyValueError::new_err(format!(
             "gptq_matmul: invalid argument `format`: expected \"gptq\" or \"gptq_v2\", got {format:?}"
+        ))
+    })?;
+    let qweight_is_weight = qweight.is_some_and(|q| q.cast::<PyGptqWeight>().is_ok());
+    let weight = weight
+        .filter(|w| !w.is_none())
+        .or(qweight.filter(|_| qweight_is_weight));
+    if let Some(wobj) = weight {
+        let w = wobj.cast::<PyGptqWeight>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{OP}: invalid argument `weight`: must be a radiant.GptqWeight, got {}",
+                wobj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        no_arrays_with_weight(
+            OP,
+            &[
+                ("qweight", given(qweight) && !qweight_is_weight),
+                ("qzeros", given(qzeros)),
+                ("scales", given(scales)),
+                ("g_idx", given(g_idx)),
+                ("bits", bits.is_some()),
+                ("group_size", group_size.is_some()),
+            ],
+        )?;
+        let w = w.get();
+        if sym == Some(true) && !w.weight.is_symmetric() {
+            return Err(PyValueError::new_err(format!(
+                "{OP}: invalid argument `sym`: sym=True, but the weight's zero points are not all 2^(bits-1)"
+            )));
+        }
+        let backend = op_device(py, device, &[Some(x), Some(wobj), bias])?;
+        check_resident(
+            OP,
+            &w.weight.tensors(),
+            w.backend.as_ref(),
+            backend.as_ref(),
+        )?;
+        let x_ = arg(OP, "x", x, &backend, false)?;
+        let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+        let be = backend.as_ref();
+        let y = run(py, || {
+            ops::gptq_matmul(be, &x_.on(be)?, &w.weight, on_opt(&bias_, be)?.as_ref())
+        })?;
+        return output(py, y, &backend, returns_tensor(x));
+    }
+    let bits = bits.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{OP}: missing argument `bits` (with the checkpoint arrays)"
+        ))
+    })?;
+    let group_size = group_size.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{OP}: missing argument `group_size` (with the checkpoint arrays)"
         ))
     })?;
     let layout = GptqLayout {
@@ -569,154 +637,277 @@ fn gptq_matmul<'py>(
         zero_format,
     };
     let tensors = GptqTensors {
-        qweight: host(OP, "qweight", qweight)?,
-        qzeros: host(OP, "qzeros", qzeros)?,
-        scales: host(OP, "scales", scales)?,
+        qweight: host(OP, "qweight", required(OP, "qweight", qweight)?)?,
+        qzeros: host(OP, "qzeros", required(OP, "qzeros", qzeros)?)?,
+        scales: host(OP, "scales", required(OP, "scales", scales)?)?,
         g_idx: host_opt(OP, "g_idx", g_idx)?,
     };
-    let x = host(OP, "x", x)?;
-    let bias = host_opt(OP, "bias", bias)?;
-    let backend = device_or_best(py, device)?;
-    let out = py
-        .detach(|| {
-            let weight = GptqWeight::new(tensors, layout)?;
-            if sym == Some(true) {
-                let mid = 1u8 << (weight.bits() - 1);
-                if let Some(i) = weight.zeros().iter().position(|&z| z != mid) {
-                    return Err(Error::invalid(
-                        "gptq_matmul",
-                        "sym",
-                        format!(
-                            "sym=True, but zero point z[{}, {}] is not 2^(bits-1) = {mid}",
-                            i / weight.n(),
-                            i % weight.n()
-                        ),
-                    ));
-                }
+    let backend = op_device(py, device, &[Some(x), bias])?;
+    let x_ = arg(OP, "x", x, &backend, false)?;
+    let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+    let be = backend.as_ref();
+    let y = run(py, || {
+        let weight = GptqWeight::new(tensors, layout)?;
+        if sym == Some(true) {
+            let mid = 1u8 << (weight.bits() - 1);
+            if let Some(i) = weight.zeros().iter().position(|&z| z != mid) {
+                return Err(Error::invalid(
+                    "gptq_matmul",
+                    "sym",
+                    format!(
+                        "sym=True, but zero point z[{}, {}] is not 2^(bits-1) = {mid}",
+                        i / weight.n(),
+                        i % weight.n()
+                    ),
+                ));
             }
-            let be = backend.as_ref();
-            let w = weight.upload(be)?;
-            let (x, bias) = (up(be, &x)?, up_opt(be, &bias)?);
-            let y = ops::gptq_matmul(be, &x, &w, bias.as_ref())?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+        }
+        let w = weight.upload(be)?;
+        ops::gptq_matmul(be, &x_.on(be)?, &w, on_opt(&bias_, be)?.as_ref())
+    })?;
+    output(py, y, &backend, returns_tensor(x))
 }
 
-/// awq_matmul(x, qweight, qzeros, scales, group_size, bias=None, device="best")
-///     -> numpy.ndarray
+/// awq_matmul(x, qweight=None, qzeros=None, scales=None, group_size=None, bias=None,
+///            device=None, *, weight=None) -> ndarray | Tensor
 ///
 /// `y = x · dequant(W)ᵀ (+ bias)` against a 4-bit AWQ (gemm layout) layer:
-/// int32 `qweight[K, N/8]`, `qzeros[G, N/8]`, float `scales[G, N]`.
+/// a `radiant.AwqWeight` (`weight=`, or in place of `qweight`), or the
+/// checkpoint arrays int32 `qweight[K, N/8]`, `qzeros[G, N/8]`, float
+/// `scales[G, N]` with `group_size`.
 #[pyfunction]
-#[pyo3(signature = (x, qweight, qzeros, scales, group_size, bias = None, device = None))]
+#[pyo3(signature = (x, qweight = None, qzeros = None, scales = None, group_size = None,
+                    bias = None, device = None, *, weight = None))]
 #[allow(clippy::too_many_arguments)]
 fn awq_matmul<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    qweight: &Bound<'py, PyAny>,
-    qzeros: &Bound<'py, PyAny>,
-    scales: &Bound<'py, PyAny>,
-    group_size: i64,
+    qweight: Option<&Bound<'py, PyAny>>,
+    qzeros: Option<&Bound<'py, PyAny>>,
+    scales: Option<&Bound<'py, PyAny>>,
+    group_size: Option<i64>,
     bias: Option<&Bound<'py, PyAny>>,
     device: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "awq_matmul";
+    let qweight_is_weight = qweight.is_some_and(|q| q.cast::<PyAwqWeight>().is_ok());
+    let weight = weight
+        .filter(|w| !w.is_none())
+        .or(qweight.filter(|_| qweight_is_weight));
+    if let Some(wobj) = weight {
+        let w = wobj.cast::<PyAwqWeight>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{OP}: invalid argument `weight`: must be a radiant.AwqWeight, got {}",
+                wobj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        no_arrays_with_weight(
+            OP,
+            &[
+                ("qweight", given(qweight) && !qweight_is_weight),
+                ("qzeros", given(qzeros)),
+                ("scales", given(scales)),
+                ("group_size", group_size.is_some()),
+            ],
+        )?;
+        let w = w.get();
+        let backend = op_device(py, device, &[Some(x), Some(wobj), bias])?;
+        check_resident(
+            OP,
+            &w.weight.tensors(),
+            w.backend.as_ref(),
+            backend.as_ref(),
+        )?;
+        let x_ = arg(OP, "x", x, &backend, false)?;
+        let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+        let be = backend.as_ref();
+        let y = run(py, || {
+            ops::awq_matmul(be, &x_.on(be)?, &w.weight, on_opt(&bias_, be)?.as_ref())
+        })?;
+        return output(py, y, &backend, returns_tensor(x));
+    }
+    let group_size = group_size.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{OP}: missing argument `group_size` (with the checkpoint arrays)"
+        ))
+    })?;
     let layout = AwqLayout {
         group_size: group_size_of(OP, group_size)?,
     };
     let tensors = AwqTensors {
-        qweight: host(OP, "qweight", qweight)?,
-        qzeros: host(OP, "qzeros", qzeros)?,
-        scales: host(OP, "scales", scales)?,
+        qweight: host(OP, "qweight", required(OP, "qweight", qweight)?)?,
+        qzeros: host(OP, "qzeros", required(OP, "qzeros", qzeros)?)?,
+        scales: host(OP, "scales", required(OP, "scales", scales)?)?,
     };
-    let x = host(OP, "x", x)?;
-    let bias = host_opt(OP, "bias", bias)?;
-    let backend = device_or_best(py, device)?;
-    let out = py
-        .detach(|| {
-            let weight = AwqWeight::new(tensors, layout)?;
-            let be = backend.as_ref();
-            let w = weight.upload(be)?;
-            let (x, bias) = (up(be, &x)?, up_opt(be, &bias)?);
-            let y = ops::awq_matmul(be, &x, &w, bias.as_ref())?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+    let backend = op_device(py, device, &[Some(x), bias])?;
+    let x_ = arg(OP, "x", x, &backend, false)?;
+    let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+    let be = backend.as_ref();
+    let y = run(py, || {
+        let w = AwqWeight::new(tensors, layout)?.upload(be)?;
+        ops::awq_matmul(be, &x_.on(be)?, &w, on_opt(&bias_, be)?.as_ref())
+    })?;
+    output(py, y, &backend, returns_tensor(x))
 }
 
-/// nvfp4_matmul(x, weight_packed, weight_scale, weight_scale_2=None,
-///              weight_global_scale=None, bias=None, device="best") -> numpy.ndarray
+/// nvfp4_matmul(x, weight_packed=None, weight_scale=None, weight_scale_2=None,
+///              weight_global_scale=None, bias=None, device=None, *, weight=None)
+///     -> ndarray | Tensor
 ///
-/// `y = x · dequant(W)ᵀ (+ bias)` against an NVFP4 layer: uint8
-/// `weight_packed[N, Kp/2]`, E4M3 block scales as raw uint8 bytes
+/// `y = x · dequant(W)ᵀ (+ bias)` against an NVFP4 layer: a
+/// `radiant.Nvfp4Weight` (`weight=`, or in place of `weight_packed`), or the
+/// checkpoint arrays uint8 `weight_packed[N, Kp/2]` (ModelOpt's name
+/// `weight` is accepted too), E4M3 block scales as raw uint8 bytes
 /// `weight_scale[N, Kp/16]`, and exactly one of `weight_scale_2` (ModelOpt
 /// multiplier) or `weight_global_scale` (compressed-tensors divisor).
 #[pyfunction]
-#[pyo3(signature = (x, weight_packed, weight_scale, weight_scale_2 = None,
-                    weight_global_scale = None, bias = None, device = None))]
+#[pyo3(signature = (x, weight_packed = None, weight_scale = None, weight_scale_2 = None,
+                    weight_global_scale = None, bias = None, device = None, *, weight = None))]
 #[allow(clippy::too_many_arguments)]
 fn nvfp4_matmul<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    weight_packed: &Bound<'py, PyAny>,
-    weight_scale: &Bound<'py, PyAny>,
+    weight_packed: Option<&Bound<'py, PyAny>>,
+    weight_scale: Option<&Bound<'py, PyAny>>,
     weight_scale_2: Option<&Bound<'py, PyAny>>,
     weight_global_scale: Option<&Bound<'py, PyAny>>,
     bias: Option<&Bound<'py, PyAny>>,
     device: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "nvfp4_matmul";
-    let weight_scale_2 = scalar(OP, "weight_scale_2", weight_scale_2)?;
-    let weight_global_scale = scalar(OP, "weight_global_scale", weight_global_scale)?;
-    let global_scale = match (weight_scale_2, weight_global_scale) {
-        (Some(g), None) => GlobalScale::Multiplier(g as f32),
-        (None, Some(d)) => GlobalScale::Divisor(d as f32),
-        _ => {
-            return Err(PyValueError::new_err(
-                "nvfp4_matmul: invalid argument `weight_scale_2`: give exactly one of \
-                 weight_scale_2 (ModelOpt multiplier) or weight_global_scale (compressed-tensors divisor)",
-            ));
-        }
+    let packed_is_weight = weight_packed.is_some_and(|q| q.cast::<PyNvfp4Weight>().is_ok());
+    let weight = weight.filter(|w| !w.is_none());
+    // ModelOpt calls the packed array `weight`.
+    let (weight, weight_packed) = match weight {
+        Some(w) if w.cast::<PyNvfp4Weight>().is_err() && !given(weight_packed) => (None, Some(w)),
+        Some(w) => (Some(w), weight_packed),
+        None if packed_is_weight => (weight_packed, None),
+        None => (None, weight_packed),
     };
+    if let Some(wobj) = weight {
+        let w = wobj.cast::<PyNvfp4Weight>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{OP}: invalid argument `weight`: must be a radiant.Nvfp4Weight, got {}",
+                wobj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        no_arrays_with_weight(
+            OP,
+            &[
+                ("weight_packed", given(weight_packed)),
+                ("weight_scale", given(weight_scale)),
+                ("weight_scale_2", given(weight_scale_2)),
+                ("weight_global_scale", given(weight_global_scale)),
+            ],
+        )?;
+        let w = w.get();
+        let backend = op_device(py, device, &[Some(x), Some(wobj), bias])?;
+        check_resident(
+            OP,
+            &w.weight.tensors(),
+            w.backend.as_ref(),
+            backend.as_ref(),
+        )?;
+        let x_ = arg(OP, "x", x, &backend, false)?;
+        let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+        let be = backend.as_ref();
+        let y = run(py, || {
+            ops::nvfp4_matmul(be, &x_.on(be)?, &w.weight, on_opt(&bias_, be)?.as_ref())
+        })?;
+        return output(py, y, &backend, returns_tensor(x));
+    }
+    let global_scale = global_scale(OP, weight_scale_2, weight_global_scale)?;
     let tensors = Nvfp4Tensors {
-        weight_packed: host(OP, "weight_packed", weight_packed)?,
-        weight_scale: host(OP, "weight_scale", weight_scale)?,
+        weight_packed: host(
+            OP,
+            "weight_packed",
+            required(OP, "weight_packed", weight_packed)?,
+        )?,
+        weight_scale: host(
+            OP,
+            "weight_scale",
+            required(OP, "weight_scale", weight_scale)?,
+        )?,
         global_scale,
     };
-    let x = host(OP, "x", x)?;
-    let bias = host_opt(OP, "bias", bias)?;
-    let backend = device_or_best(py, device)?;
-    let out = py
-        .detach(|| {
-            let packed_k = tensors.weight_packed.shape().get(1).map(|c| c * 2);
-            let weight = match x.shape().last().copied() {
-                Some(k) if k > 0 && Some(k.div_ceil(BLOCK) * BLOCK) == packed_k => {
-                    Nvfp4Weight::with_in_features(tensors, k)?
-                }
-                _ => Nvfp4Weight::new(tensors)?,
-            };
-            let be = backend.as_ref();
-            let w = weight.upload(be)?;
-            let (x, bias) = (up(be, &x)?, up_opt(be, &bias)?);
-            let y = ops::nvfp4_matmul(be, &x, &w, bias.as_ref())?;
-            be.download_tensor(&y)
-        })
-        .map_err(to_py)?;
-    to_numpy(py, &out)
+    let backend = op_device(py, device, &[Some(x), bias])?;
+    let x_ = arg(OP, "x", x, &backend, false)?;
+    let bias_ = arg_opt(OP, "bias", bias, &backend)?;
+    let be = backend.as_ref();
+    let y = run(py, || {
+        let x = x_.on(be)?;
+        let packed_k = tensors.weight_packed.shape().get(1).map(|c| c * 2);
+        let weight = match x.shape().last().copied() {
+            Some(k) if k > 0 && Some(k.div_ceil(BLOCK) * BLOCK) == packed_k => {
+                Nvfp4Weight::with_in_features(tensors, k)?
+            }
+            _ => Nvfp4Weight::new(tensors)?,
+        };
+        let w = weight.upload(be)?;
+        ops::nvfp4_matmul(be, &x, &w, on_opt(&bias_, be)?.as_ref())
+    })?;
+    output(py, y, &backend, returns_tensor(x))
+}
+
+// ---------------------------------------------------------------------------
+// Tensors
+
+/// tensor(data, device=None, copy=None) -> Tensor
+///
+/// A radiant.Tensor on `device` (default: the device of a radiant.Tensor
+/// `data`, else "best") from a numpy array, any object with `__dlpack__`
+/// or a radiant.Tensor. copy=None shares memory when it can (host data on a
+/// host device: writable and 4-byte aligned), True always copies, False
+/// raises BufferError instead of copying.
+#[pyfunction]
+#[pyo3(name = "tensor", signature = (data, device = None, copy = None))]
+fn tensor_fn(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    device: Option<&Bound<'_, PyAny>>,
+    copy: Option<bool>,
+) -> PyResult<PyTensor> {
+    tensor::make(py, "radiant.tensor", data, device, copy)
+}
+
+/// from_dlpack(obj, device=None, copy=None) -> Tensor
+///
+/// `radiant.Tensor.from_dlpack`: imports any DLPack producer (or capsule).
+#[pyfunction]
+#[pyo3(signature = (obj, device = None, copy = None))]
+fn from_dlpack(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    device: Option<&Bound<'_, PyAny>>,
+    copy: Option<bool>,
+) -> PyResult<PyTensor> {
+    tensor::make(py, "radiant.from_dlpack", obj, device, copy)
 }
 
 // ---------------------------------------------------------------------------
 
 /// radiant: LLM inference kernels (matmul, RMSNorm, attention, paged attention,
-/// GPTQ / AWQ / NVFP4 matmul) on CPU, CUDA and WebGPU, from numpy.
+/// GPTQ / AWQ / NVFP4 matmul) on CPU, CUDA and WebGPU, from numpy, DLPack or
+/// device-resident radiant.Tensors.
 #[pymodule(name = "radiant")]
 fn radiant_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Device>()?;
+    m.add_class::<PyTensor>()?;
+    m.add_class::<PyGptqWeight>()?;
+    m.add_class::<PyAwqWeight>()?;
+    m.add_class::<PyNvfp4Weight>()?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor_fn, m)?)?;
+    m.add_function(wrap_pyfunction!(from_dlpack, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(fused_add_rms_norm, m)?)?;
