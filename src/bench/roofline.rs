@@ -466,6 +466,24 @@ pub fn copy_bandwidth(bytes: usize, threads: usize, reps: usize) -> f64 {
 mod tests {
     use super::*;
 
+    /// The wgpu backend names its adapter type in a feature string; a
+    /// software adapter (lavapipe in CI) must be recognised from it, or
+    /// benches time it as a GPU with no roofline.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_software_wgpu_adapter_is_recognised() {
+        let Ok(backend) = crate::device("wgpu:0") else {
+            return; // no adapter on this machine: nothing to recognise
+        };
+        let cpu_type = backend
+            .info()
+            .features
+            .iter()
+            .any(|f| f.starts_with("type=Cpu"));
+        assert_eq!(is_software_adapter(backend.as_ref()), cpu_type);
+        assert!(!is_software_adapter(&crate::cpu::CpuBackend::new()));
+    }
+
     #[test]
     fn fraction_follows_the_binding_ceiling() {
         let roof = Roofline {

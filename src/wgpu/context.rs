@@ -327,11 +327,13 @@ impl WgpuBackend {
         let l = &self.limits;
         let mut features = vec![
             format!("backend={:?}", info.backend),
-            match info.device_type {
-                wgpu::DeviceType::Cpu => "type=Cpu (software adapter; `best` prefers cpu)".into(),
-                other => format!("type={other:?}"),
-            },
+            // Exactly `type=Cpu` for a software adapter: `bench::roofline::
+            // is_software_adapter` matches this string.
+            format!("type={:?}", info.device_type),
         ];
+        if info.device_type == wgpu::DeviceType::Cpu {
+            features.push("software adapter (`best` prefers cpu)".into());
+        }
         if self.features.contains(wgpu::Features::SHADER_F16) {
             features.push("shader-f16 (unused: f16 is converted in software)".into());
         }
