@@ -434,6 +434,126 @@ fn f16_bf16_activations_see_rounded_weights() {
     }
 }
 
+/// The 4-bit lookup-table GEMV (AVX-512, M = 1, sequential groups of whole
+/// 128-depth chunks) sees exactly the contract's rounded weights: a one-hot
+/// x returns column k0 of `dequantize(dtype)` bit for bit (positions and
+/// values, transposed blocks included), with negative, tiny and subnormal
+/// products; a random x matches the oracle and the other path.
+#[test]
+fn gptq_lut_gemv_sees_exact_rounded_weights() {
+    use crate::quant::GptqTensors;
+    use std::sync::atomic::Ordering;
+    let b = cpu();
+    let Some(qk) = QuantKernels::for_level(Level::Avx512) else {
+        eprintln!("no AVX-512: the lookup-table GEMV is not built here");
+        return;
+    };
+    assert!(qk.has_gptq4_lut());
+    let old = QuantKernels::for_level(Level::Avx512)
+        .unwrap()
+        .without_gptq4_lut();
+    for &(n, k, gs) in &[
+        (40usize, 256usize, 128i64),
+        (136, 512, 256),
+        (24, 384, -1),
+        (16, 128, 128),
+    ] {
+        for sdt in [DType::F16, DType::BF16] {
+            let mut params = gptq_params(4, gs, false, k);
+            params.scale_dtype = sdt;
+            let h0 = GptqWeight::quantize(&weight_values(n, k, n as u64 + 7), &params).unwrap();
+            let shape = h0.scales().shape().to_vec();
+            let mut sv = h0.scales().to_f32_vec();
+            for (i, v) in sv.iter_mut().enumerate() {
+                let c = i % n;
+                *v *= match c % 5 {
+                    1 => -1.0,
+                    2 if sdt == DType::BF16 => -(2f32.powi(-120)),
+                    2 => 2f32.powi(-12),
+                    3 => 2f32.powi(-20),
+                    _ => 1.0,
+                };
+            }
+            let host = GptqWeight::new(
+                GptqTensors {
+                    qweight: h0.qweight().clone(),
+                    qzeros: h0.qzeros().clone(),
+                    scales: HostTensor::from_f32(sdt, &shape, &sv).unwrap(),
+                    g_idx: None,
+                },
+                h0.layout(),
+            )
+            .unwrap();
+            let w = host.upload(b.as_ref()).unwrap();
+            for dtype in [DType::F16, DType::BF16] {
+                let wd = host.dequantize(dtype).unwrap().to_f64_vec();
+                let run = |qk: &QuantKernels, xv: &[f32]| {
+                    let x = b
+                        .upload_tensor(&HostTensor::from_f32(dtype, &[1, k], xv).unwrap())
+                        .unwrap();
+                    let out = b.alloc_tensor(dtype, &[1, n]).unwrap();
+                    let p = ops::gptq_matmul::validate(b.as_ref(), &x, &w, None, &out).unwrap();
+                    gptq_matmul::run_with(&p, qk).unwrap();
+                    read(b.as_ref(), &out)
+                };
+                for k0 in [0, 1, 7, 8, 9, 15, 16, 127, k / 2 + 3, k - 1] {
+                    let mut xv = vec![0.0f32; k];
+                    xv[k0] = 1.0;
+                    let before = gptq_matmul::LUT_CALLS.load(Ordering::Relaxed);
+                    let got = run(&qk, &xv);
+                    let after = gptq_matmul::LUT_CALLS.load(Ordering::Relaxed);
+                    assert!(
+                        after >= before + n.div_ceil(128),
+                        "the lookup-table path did not run"
+                    );
+                    for j in 0..n {
+                        assert_eq!(
+                            got[j],
+                            wd[j * k + k0],
+                            "n {n} k {k} gs {gs} scales {sdt} x {dtype}: column {j} depth {k0}"
+                        );
+                    }
+                }
+                // x ⟂ row j0 (unscaled columns, whose outputs stay normal) of
+                // the rounded W: the unrounded weight would
+                // miss the bound there (as in the test above).
+                for j0 in [5, 11] {
+                    let r: Vec<f64> = values(k, 12).iter().map(|&v| f64::from(v)).collect();
+                    let row = &wd[j0 * k..(j0 + 1) * k];
+                    let dot: f64 = r.iter().zip(row).map(|(a, b)| a * b).sum();
+                    let norm: f64 = row.iter().map(|v| v * v).sum();
+                    let xv: Vec<f32> = r
+                        .iter()
+                        .zip(row)
+                        .map(|(a, b)| (a - dot / norm * b) as f32)
+                        .collect();
+                    let got = run(&qk, &xv);
+                    let xr = HostTensor::from_f32(dtype, &[1, k], &xv)
+                        .unwrap()
+                        .to_f64_vec();
+                    let want: f64 = xr.iter().zip(row).map(|(a, b)| a * b).sum();
+                    let mass: f64 = xr.iter().zip(row).map(|(a, b)| (a * b).abs()).sum();
+                    let bound = 2f64.powi(-8) * want.abs() + 2f64.powi(-17) * mass;
+                    assert!(
+                        (got[j0] - want).abs() <= bound,
+                        "n {n} k {k} gs {gs} scales {sdt} x {dtype} column {j0}: got {}, want {want} (bound {bound})",
+                        got[j0]
+                    );
+                }
+                let xv = values(k, 33);
+                let got = run(&qk, &xv);
+                let xr: Vec<f64> = HostTensor::from_f32(dtype, &[1, k], &xv)
+                    .unwrap()
+                    .to_f64_vec();
+                let want = crate::cpu::reference::gptq_matmul::eval(&xr, &host, dtype, None);
+                let what = format!("lut n {n} k {k} gs {gs} scales {sdt} x {dtype}");
+                check(&what, OpKind::GptqMatmul, dtype, &got, &want);
+                check(&what, OpKind::GptqMatmul, dtype, &got, &run(&old, &xv));
+            }
+        }
+    }
+}
+
 /// `select` accepts every width the weights can have and names the ones it
 /// refuses.
 #[test]

@@ -738,6 +738,46 @@ pub(crate) struct GptqStrip<'a> {
     pub nvec: usize,
 }
 
+/// Arguments of the 4-bit GPTQ lookup-table GEMV (one row of x, sequential
+/// groups of whole 128-depth chunks): for `cb < ncb`, `c < 16`, column
+/// `n = 16·cb + c` of the strip: `out[n] = Σ_k x[k]·round(s[g][n]·(q[k][n]
+/// − z[g][n]))` with `g = (k / 128) / cpg`, summed per column in one f32
+/// vector accumulator over the chunks, lane w of chunk ch taking depths
+/// `128·ch + 8w + j` (j = 0..8 in order), then reduced once.
+///
+/// # Safety
+/// `krows ≥ 16` and a multiple of 16, `1 ≤ ncb ≤ 8`, `cpg ≥ 1`, `tw ≥
+/// 16·ncb`; for `r < krows`: `16·ncb` u32 at `qw + r·qw_rs` readable;
+/// `krows·8` floats at `xp` readable, laid out as `xp[128·ch + 16j + w] =
+/// x[128·ch + 8w + j]`; for `g < ceil(krows/16 / cpg)`: `16·ncb` floats at
+/// `tab + 2g·tw` (scales) and `tab + 2g·tw + tw` (zeros) readable; `16·ncb`
+/// floats at `out` writable.
+pub(crate) struct GptqLutRaw {
+    pub qw: *const u32,
+    pub qw_rs: usize,
+    pub krows: usize,
+    pub xp: *const f32,
+    pub tab: *const f32,
+    pub tw: usize,
+    pub cpg: usize,
+    pub out: *mut f32,
+    pub ncb: usize,
+}
+
+/// `x` (one row, `k` a multiple of 128) permuted for [`GptqLutRaw`]:
+/// `xp[128·ch + 16j + w] = x[128·ch + 8w + j]`.
+pub(crate) fn permute_gptq_lut_x(x: &[f32]) -> Vec<f32> {
+    let mut xp = vec![0.0f32; x.len()];
+    for (src, dst) in x.chunks_exact(128).zip(xp.chunks_exact_mut(128)) {
+        for j in 0..8 {
+            for w in 0..16 {
+                dst[16 * j + w] = src[8 * w + j];
+            }
+        }
+    }
+    xp
+}
+
 /// One AWQ call: `nvec` vectors of words (`8·nvec·LANES` columns).
 pub(crate) struct AwqStrip<'a> {
     /// W rounded to x's dtype: 0 (f32, exact: the factored form), 1
@@ -825,6 +865,9 @@ pub(crate) struct QuantKernels {
     pub(super) nvfp4: [[unsafe fn(&Nvfp4Raw); 2]; 3],
     pub(super) e4m3_mults: unsafe fn(*const u8, *mut f32, usize, f32, bool),
     pub(super) unpack_fields: unsafe fn(*const u32, u32, *mut f32, usize),
+    /// 4-bit GEMV by per-(column, group) lookup tables, by rounding (f16,
+    /// bf16 x); AVX-512 only ([`GptqLutRaw`]).
+    pub(super) gptq4_lut: Option<[unsafe fn(&GptqLutRaw); 2]>,
 }
 
 /// The table for the level [`kernels`] runs at.
@@ -859,7 +902,14 @@ impl QuantKernels {
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => super::x86::avx2_detected().then(super::x86::avx2_quant_table),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => super::x86::avx512_detected().then(super::x86::avx512_quant_table),
+            Level::Avx512 => super::x86::avx512_detected().then(|| {
+                let mut t = super::x86::avx512_quant_table();
+                t.gptq4_lut = Some([
+                    super::x86::gptq4_lut_avx512::<1>,
+                    super::x86::gptq4_lut_avx512::<2>,
+                ]);
+                t
+            }),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }
@@ -882,6 +932,66 @@ impl QuantKernels {
         } else {
             self.nvfp4_nr[1]
         }
+    }
+
+    /// This table without the lookup-table GEMV (tests compare the paths).
+    #[cfg(test)]
+    pub(crate) fn without_gptq4_lut(mut self) -> QuantKernels {
+        self.gptq4_lut = None;
+        self
+    }
+
+    /// Whether [`Self::gptq4_lut`] runs at this level.
+    pub(crate) fn has_gptq4_lut(&self) -> bool {
+        self.gptq4_lut.is_some()
+    }
+
+    /// The 4-bit lookup-table GEMV over `ncb` blocks of 16 columns (see
+    /// [`GptqLutRaw`]; `xp` from [`permute_gptq_lut_x`], `tab` as
+    /// [`GptqStrip::tab`], `round` 1 (f16 x) or 2 (bf16 x)). Returns false
+    /// (writing nothing) where this level has no such body.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gptq4_lut(
+        &self,
+        round: u8,
+        qw: &[u32],
+        qw_rs: usize,
+        krows: usize,
+        xp: &[f32],
+        tab: &[f32],
+        tw: usize,
+        cpg: usize,
+        out: &mut [f32],
+        ncb: usize,
+    ) -> bool {
+        let Some(fns) = &self.gptq4_lut else {
+            return false;
+        };
+        if ncb == 0 {
+            return true;
+        }
+        assert!(ncb <= 8, "gptq4_lut: at most 8 column blocks per call");
+        let cols = 16 * ncb;
+        assert!((1..=2).contains(&round) && krows >= 16 && krows.is_multiple_of(16) && cpg >= 1);
+        assert!(tw >= cols && out.len() >= cols && xp.len() >= krows * 8);
+        assert!((krows - 1) * qw_rs + cols <= qw.len());
+        let groups = (krows / 16).div_ceil(cpg);
+        assert!(2 * (groups - 1) * tw + tw + cols <= tab.len());
+        let raw = GptqLutRaw {
+            qw: qw.as_ptr(),
+            qw_rs,
+            krows,
+            xp: xp.as_ptr(),
+            tab: tab.as_ptr(),
+            tw,
+            cpg,
+            out: out.as_mut_ptr(),
+            ncb,
+        };
+        // SAFETY: the table exists only after detection of its features;
+        // the asserts above are the body's `# Safety` bounds.
+        unsafe { fns[round as usize - 1](&raw) };
+        true
     }
 
     /// GPTQ over a strip (see [`GptqStrip`]).
@@ -1280,6 +1390,7 @@ macro_rules! quant_table {
                 ],
                 e4m3_mults,
                 unpack_fields,
+                gptq4_lut: None,
             }
         }
     };

@@ -631,3 +631,116 @@ pub(super) fn avx2_quant_table() -> super::quant::QuantKernels {
 pub(super) fn avx512_quant_table() -> super::quant::QuantKernels {
     avx512_quant::quant_table()
 }
+
+/// GPTQ 4-bit GEMV body over 16-column blocks by per-(column, group)
+/// lookup tables (see [`super::quant::GptqLutRaw`]): `RND` 1 (f16 x) or 2
+/// (bf16 x; 0 would leave W exact, for f32 x): every table entry is `round(s·(q − z))`
+/// formed exactly as the per-element paths form it.
+///
+/// # Safety
+/// AVX-512F, AVX2, FMA and F16C are present ([`avx512_detected`]), and `t`
+/// satisfies the `# Safety` of [`super::quant::GptqLutRaw`].
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub(super) unsafe fn gptq4_lut_avx512<const RND: u8>(t: &super::quant::GptqLutRaw) {
+    // SAFETY: the caller guarantees the features (see above).
+    let s = unsafe { Avx512::new_unchecked() };
+    let chunks = t.krows / 16;
+    let iota = _mm512_setr_ps(
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+    );
+    // Accumulators and tables of the strip's columns (ncb ≤ 8), in L1;
+    // the chunk loop is outside so the word rows stream contiguously.
+    let zero = s.splat(0.0);
+    let mut acc = [zero; 128];
+    let mut tabs = [zero; 128];
+    let cols = 16 * t.ncb;
+    let mut cur_g = usize::MAX;
+    for ch in 0..chunks {
+        let g = ch / t.cpg;
+        if g != cur_g {
+            cur_g = g;
+            let srow = t.tab.wrapping_add(2 * g * t.tw);
+            let zrow = srow.wrapping_add(t.tw);
+            for (c, tc) in tabs.iter_mut().enumerate().take(cols) {
+                // SAFETY: g < ceil(chunks / cpg) and c < ncb·16: inside the
+                // group's scale and zero rows.
+                let (sv, zv) = unsafe { (*srow.add(c), *zrow.add(c)) };
+                let w = s.mul(s.sub(iota, s.splat(zv)), s.splat(sv));
+                *tc = match RND {
+                    1 => s.round_f16(w),
+                    2 => s.round_bf16(w),
+                    _ => w,
+                };
+            }
+        }
+        // x for this chunk: [j][w] = x[128·ch + 8w + j].
+        let xb = t.xp.wrapping_add(128 * ch);
+        // SAFETY: 128·ch + 128 ≤ krows·8 floats of xp are readable.
+        let mut xs = [zero; 8];
+        for (j, xj) in xs.iter_mut().enumerate() {
+            // SAFETY: see above.
+            *xj = unsafe { s.load(xb.add(16 * j)) };
+        }
+        for cb in 0..t.ncb {
+            let col0 = cb * 16;
+            // 16 word rows × 16 columns, transposed so that vector c holds
+            // column col0 + c, lane w = word row 16·ch + w.
+            let base = t.qw.wrapping_add(16 * ch * t.qw_rs + col0);
+            // SAFETY: word rows 16·ch + r < krows, columns col0..col0 + 16
+            // are readable (the caller's bounds).
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, ri) in r.iter_mut().enumerate() {
+                // SAFETY: see above.
+                *ri = unsafe { _mm512_loadu_si512(base.add(i * t.qw_rs) as *const _) };
+            }
+            let v = transpose16(&r);
+            for c in 0..16 {
+                let mut a = acc[col0 + c];
+                let tc = tabs[col0 + c];
+                for (j, &xj) in xs.iter().enumerate() {
+                    // permutexvar reads the low 4 bits of each index lane:
+                    // field j of word row 16·ch + w.
+                    let wv = _mm512_permutexvar_ps(s.shr_u32(v[c], 4 * j as u32), tc);
+                    a = s.fma(wv, xj, a);
+                }
+                acc[col0 + c] = a;
+            }
+        }
+    }
+    for (c, a) in acc.iter().enumerate().take(cols) {
+        // SAFETY: c < ncb·16 output floats are writable.
+        unsafe { *t.out.add(c) = _mm512_reduce_add_ps(*a) };
+    }
+}
+
+/// Transposes 16 rows of 16 u32: lane w of result c is lane c of row w.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4a + b]: 128-bit lane L holds rows 4a..4a+4 of column 4L + b.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for a in 0..4 {
+        for h in 0..2 {
+            let (lo, hi) = (t[4 * a + h], t[4 * a + 2 + h]);
+            u[4 * a + 2 * h] = _mm512_unpacklo_epi64(lo, hi);
+            u[4 * a + 2 * h + 1] = _mm512_unpackhi_epi64(lo, hi);
+        }
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    for b in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x44>(u[b], u[4 + b]);
+        let v1 = _mm512_shuffle_i32x4::<0xEE>(u[b], u[4 + b]);
+        let v2 = _mm512_shuffle_i32x4::<0x44>(u[8 + b], u[12 + b]);
+        let v3 = _mm512_shuffle_i32x4::<0xEE>(u[8 + b], u[12 + b]);
+        out[b] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[4 + b] = _mm512_shuffle_i32x4::<0xDD>(v0, v2);
+        out[8 + b] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + b] = _mm512_shuffle_i32x4::<0xDD>(v1, v3);
+    }
+    out
+}
