@@ -1186,6 +1186,19 @@ impl QuantKernels {
     }
 }
 
+/// The three row-tile variants of a GPTQ body `f::<BITS, MR, NV, MODE>`:
+/// one row (`NV1` vectors wide), `MR` rows (`NV` wide), `MR` rows one
+/// vector wide (the strip's tail).
+macro_rules! by_rows {
+    ($f:ident, $bits:tt, $mode:tt; $mr:expr, $nv:expr, $nv1:expr) => {
+        [
+            $f::<$bits, 1, $nv1, $mode>,
+            $f::<$bits, $mr, $nv, $mode>,
+            $f::<$bits, $mr, 1, $mode>,
+        ]
+    };
+}
+
 /// Builds a [`QuantKernels`] table for one instruction set (as
 /// `isa_table!` does for [`super::Kernels`]).
 macro_rules! quant_table {
@@ -1260,86 +1273,30 @@ macro_rules! quant_table {
                 gptq_mr: $gmr,
                 gptq_nv: [$gnv1, $gnv, 1],
                 gptq4: q::GptqUniform {
-                    plain: [
-                        gptq_groups::<4, 1, $gnv1, false>,
-                        gptq_groups::<4, $gmr, $gnv, false>,
-                        gptq_groups::<4, $gmr, 1, false>,
-                    ],
-                    pre: [
-                        gptq_groups::<4, 1, $gnv1, true>,
-                        gptq_groups::<4, $gmr, $gnv, true>,
-                        gptq_groups::<4, $gmr, 1, true>,
-                    ],
+                    plain: $crate::cpu::simd::quant::by_rows!(gptq_groups, 4, false; $gmr, $gnv, $gnv1),
+                    pre: $crate::cpu::simd::quant::by_rows!(gptq_groups, 4, true; $gmr, $gnv, $gnv1),
                     rounded: [
-                        [
-                            gptq_rounded::<4, 1, $gnv1, 1>,
-                            gptq_rounded::<4, $gmr, $gnv, 1>,
-                            gptq_rounded::<4, $gmr, 1, 1>,
-                        ],
-                        [
-                            gptq_rounded::<4, 1, $gnv1, 2>,
-                            gptq_rounded::<4, $gmr, $gnv, 2>,
-                            gptq_rounded::<4, $gmr, 1, 2>,
-                        ],
+                        $crate::cpu::simd::quant::by_rows!(gptq_rounded, 4, 1; $gmr, $gnv, $gnv1),
+                        $crate::cpu::simd::quant::by_rows!(gptq_rounded, 4, 2; $gmr, $gnv, $gnv1),
                     ],
                 },
                 gptq8: q::GptqUniform {
-                    plain: [
-                        gptq_groups::<8, 1, $gnv1, false>,
-                        gptq_groups::<8, $gmr, $gnv, false>,
-                        gptq_groups::<8, $gmr, 1, false>,
-                    ],
-                    pre: [
-                        gptq_groups::<8, 1, $gnv1, true>,
-                        gptq_groups::<8, $gmr, $gnv, true>,
-                        gptq_groups::<8, $gmr, 1, true>,
-                    ],
+                    plain: $crate::cpu::simd::quant::by_rows!(gptq_groups, 8, false; $gmr, $gnv, $gnv1),
+                    pre: $crate::cpu::simd::quant::by_rows!(gptq_groups, 8, true; $gmr, $gnv, $gnv1),
                     rounded: [
-                        [
-                            gptq_rounded::<8, 1, $gnv1, 1>,
-                            gptq_rounded::<8, $gmr, $gnv, 1>,
-                            gptq_rounded::<8, $gmr, 1, 1>,
-                        ],
-                        [
-                            gptq_rounded::<8, 1, $gnv1, 2>,
-                            gptq_rounded::<8, $gmr, $gnv, 2>,
-                            gptq_rounded::<8, $gmr, 1, 2>,
-                        ],
+                        $crate::cpu::simd::quant::by_rows!(gptq_rounded, 8, 1; $gmr, $gnv, $gnv1),
+                        $crate::cpu::simd::quant::by_rows!(gptq_rounded, 8, 2; $gmr, $gnv, $gnv1),
                     ],
                 },
                 gptq4_gidx: [
-                    [
-                        gptq_gidx::<4, 1, $gnv1, 0>,
-                        gptq_gidx::<4, $gmr, $gnv, 0>,
-                        gptq_gidx::<4, $gmr, 1, 0>,
-                    ],
-                    [
-                        gptq_gidx::<4, 1, $gnv1, 1>,
-                        gptq_gidx::<4, $gmr, $gnv, 1>,
-                        gptq_gidx::<4, $gmr, 1, 1>,
-                    ],
-                    [
-                        gptq_gidx::<4, 1, $gnv1, 2>,
-                        gptq_gidx::<4, $gmr, $gnv, 2>,
-                        gptq_gidx::<4, $gmr, 1, 2>,
-                    ],
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 4, 0; $gmr, $gnv, $gnv1),
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 4, 1; $gmr, $gnv, $gnv1),
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 4, 2; $gmr, $gnv, $gnv1),
                 ],
                 gptq8_gidx: [
-                    [
-                        gptq_gidx::<8, 1, $gnv1, 0>,
-                        gptq_gidx::<8, $gmr, $gnv, 0>,
-                        gptq_gidx::<8, $gmr, 1, 0>,
-                    ],
-                    [
-                        gptq_gidx::<8, 1, $gnv1, 1>,
-                        gptq_gidx::<8, $gmr, $gnv, 1>,
-                        gptq_gidx::<8, $gmr, 1, 1>,
-                    ],
-                    [
-                        gptq_gidx::<8, 1, $gnv1, 2>,
-                        gptq_gidx::<8, $gmr, $gnv, 2>,
-                        gptq_gidx::<8, $gmr, 1, 2>,
-                    ],
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 8, 0; $gmr, $gnv, $gnv1),
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 8, 1; $gmr, $gnv, $gnv1),
+                    $crate::cpu::simd::quant::by_rows!(gptq_gidx, 8, 2; $gmr, $gnv, $gnv1),
                 ],
                 awq_mr: $amr,
                 awq_nv: [$anv1, $anv, 1],
@@ -1395,4 +1352,5 @@ macro_rules! quant_table {
         }
     };
 }
+pub(crate) use by_rows;
 pub(crate) use quant_table;
