@@ -101,10 +101,12 @@ __device__ __forceinline__ void attention_impl(const AttentionParams& p) {
                 q_s[e] = r < rows_here ? to_f32(q[((q_start + i0 + r) * p.heads_q + h) * (i64)dim + d]) : 0.0f;
             }
             float m_run[kMaxRows], l_run[kMaxRows], acc[kMaxRows][kMaxDims];
+            bool bad[kMaxRows];  // a NaN or +inf score: the row is NaN
 #pragma unroll
             for (int r = 0; r < kMaxRows; ++r) {
                 m_run[r] = neg_inf();
                 l_run[r] = 0.0f;
+                bad[r] = false;
 #pragma unroll
                 for (int c = 0; c < kMaxDims; ++c) acc[r][c] = 0.0f;
             }
@@ -139,6 +141,10 @@ __device__ __forceinline__ void attention_impl(const AttentionParams& p) {
                         score = dot * p.scale;
                         if (p.softcap > 0.0f) score = p.softcap * tanhf(score / p.softcap);
                     }
+                    // fmaxf drops NaN: note a NaN / +inf score (warp-uniform
+                    // through the max) and keep it out of the softmax.
+                    if (warp_max(nan_or_pos_inf(score) ? 1.0f : 0.0f) > 0.0f) bad[r] = true;
+                    if (nan_or_pos_inf(score)) score = neg_inf();
                     const float m_new = fmaxf(m_run[r], warp_max(score));
                     if (m_new == neg_inf()) continue;  // nothing visible yet (uniform)
                     const float alpha = expf(m_run[r] - m_new);  // 0 when m_run is -inf
@@ -165,7 +171,7 @@ __device__ __forceinline__ void attention_impl(const AttentionParams& p) {
                 const int row = warp * rows_per_warp + r;
                 if (r >= rows_per_warp || row >= rows_here) continue;
                 const i64 token = q_start + i0 + row;
-                const float inv = l_run[r] > 0.0f ? 1.0f / l_run[r] : 0.0f;
+                const float inv = bad[r] ? nan_f32() : (l_run[r] > 0.0f ? 1.0f / l_run[r] : 0.0f);
                 T* orow = out + (token * p.heads_q + h) * (i64)dim;
 #pragma unroll
                 for (int c = 0; c < kMaxDims; ++c) {
@@ -173,7 +179,8 @@ __device__ __forceinline__ void attention_impl(const AttentionParams& p) {
                     if (d < dim) orow[d] = from_f32<T>(acc[r][c] * inv);
                 }
                 if (p.lse != nullptr && lane == 0) {
-                    p.lse[(i64)h * p.total_q + token] = l_run[r] > 0.0f ? m_run[r] + logf(l_run[r]) : neg_inf();
+                    p.lse[(i64)h * p.total_q + token] =
+                        bad[r] ? nan_f32() : (l_run[r] > 0.0f ? m_run[r] + logf(l_run[r]) : neg_inf());
                 }
             }
             __syncthreads();  // q_s is read before the next head overwrites it

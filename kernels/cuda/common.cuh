@@ -34,6 +34,14 @@ constexpr unsigned kFullMask = 0xffffffffu;
 // IEEE infinities without <math.h> (NVRTC has none).
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000); }
+__device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }
+// NaN or +inf, tested on the bits (independent of fast-math flags): a
+// softmax score that makes its row undefined (written NaN).
+__device__ __forceinline__ bool nan_or_pos_inf(float v) {
+    const unsigned b = __float_as_uint(v);
+    return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
+}
+__device__ __forceinline__ bool is_nan_f32(float v) { return (__float_as_uint(v) & 0x7fffffffu) > 0x7f800000u; }
 
 // ---------------------------------------------------------------------------
 // Storage types and conversions.
@@ -152,4 +160,39 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     __syncthreads();
     v = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(v);
+}
+
+// rms_norm's row scale: y = ldexp(x, shift) · inv · (w + offset).
+struct RmsRowScale {
+    int shift;
+    float inv;
+};
+
+// The row scale from the row's f32 sum of squares. When that sum overflowed,
+// or is so small that its squares may have underflowed while eps is too
+// small to dominate, the row is redone with its values scaled by 2^shift
+// (the largest |x| brought to [0.5, 1)), as LAPACK's nrm2 avoids the same
+// loss. That is rare, so every thread rescans the whole row itself: no
+// barrier in a branch, and the same answer on every thread. A NaN sum takes
+// the plain path (the row is NaN).
+template <typename T>
+__device__ __forceinline__ RmsRowScale rms_row_scale(const T* row, int hidden, float sum_sq, float eps) {
+    RmsRowScale s = {0, 1.0f / sqrtf(sum_sq / (float)hidden + eps)};
+    const bool overflow = sum_sq == pos_inf();
+    const bool underflow = sum_sq < 0x1p-100f && eps < 0x1p-70f;
+    if (!overflow && !underflow) return s;
+    float amax = 0.0f;
+    for (int i = 0; i < hidden; ++i) amax = fmaxf(amax, fabsf(to_f32(row[i])));
+    if (!(amax > 0.0f) || amax == pos_inf()) return s;  // all zero, or ±inf (its element is NaN)
+    int e;
+    frexpf(amax, &e);
+    const int k = -e;
+    float sum = 0.0f;
+    for (int i = 0; i < hidden; ++i) {
+        const float v = ldexpf(to_f32(row[i]), k);
+        sum += v * v;
+    }
+    const float t = ldexpf(eps, 2 * k);  // eps in the scaled units
+    if (t == pos_inf()) return RmsRowScale{0, 1.0f / sqrtf(eps)};  // mean(x²) is negligible
+    return RmsRowScale{k, 1.0f / sqrtf(sum / (float)hidden + t)};
 }

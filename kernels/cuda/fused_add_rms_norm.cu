@@ -53,7 +53,7 @@ __device__ __forceinline__ void fused_add_rms_norm_impl(const T* __restrict__ x,
             }
         }
         sum_sq = block_sum(sum_sq, scratch);
-        const float inv_rms = 1.0f / sqrtf(sum_sq / (float)hidden + eps);
+        const RmsRowScale scale = rms_row_scale(rr, hidden, sum_sq, eps);
         if (vec) {
             for (int p = threadIdx.x; p < packs; p += blockDim.x) {
                 const Pack16 v = load_pack(rr + (i64)p * N);
@@ -61,14 +61,14 @@ __device__ __forceinline__ void fused_add_rms_norm_impl(const T* __restrict__ x,
                 Pack16 y = {};
 #pragma unroll
                 for (int j = 0; j < N; ++j) {
-                    const float f = to_f32(Pack<T>::get(v, j)) * inv_rms * (to_f32(Pack<T>::get(wv, j)) + weight_offset);
+                    const float f = ldexpf(to_f32(Pack<T>::get(v, j)), scale.shift) * scale.inv * (to_f32(Pack<T>::get(wv, j)) + weight_offset);
                     Pack<T>::set(y, j, from_f32<T>(f));
                 }
                 store_pack(yr + (i64)p * N, y);
             }
         } else {
             for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-                yr[i] = from_f32<T>(to_f32(rr[i]) * inv_rms * (to_f32(w[i]) + weight_offset));
+                yr[i] = from_f32<T>(ldexpf(to_f32(rr[i]), scale.shift) * scale.inv * (to_f32(w[i]) + weight_offset));
             }
         }
     }

@@ -93,6 +93,7 @@ __device__ __forceinline__ void paged_attention_impl(const PagedParams& p) {
             __syncthreads();
 
             float m_run = neg_inf(), l_run = 0.0f, acc[kMaxDims];
+            bool bad = false;  // a NaN or +inf score: the row is NaN
 #pragma unroll
             for (int c = 0; c < kMaxDims; ++c) acc[c] = 0.0f;
             for (i64 t = start + warp; t < end; t += kWarps) {
@@ -103,6 +104,12 @@ __device__ __forceinline__ void paged_attention_impl(const PagedParams& p) {
                 for (int d = lane; d < dim; d += kWarp) dot = fmaf(q_s[d], to_f32(kc[off + d]), dot);
                 float score = warp_sum(dot) * p.scale;
                 if (p.softcap > 0.0f) score = p.softcap * tanhf(score / p.softcap);
+                // score is warp-uniform (warp_sum), so these branches are too.
+                if (nan_or_pos_inf(score)) {
+                    bad = true;
+                    continue;
+                }
+                if (score == neg_inf()) continue;  // weighs 0
                 const float m_new = fmaxf(m_run, score);
                 const float alpha = expf(m_run - m_new);  // 0 when m_run is -inf
                 const float prob = expf(score - m_new);
@@ -117,7 +124,7 @@ __device__ __forceinline__ void paged_attention_impl(const PagedParams& p) {
             // Merge the warps.
             if (lane == 0) {
                 m_s[warp] = m_run;
-                l_s[warp] = l_run;
+                l_s[warp] = bad ? nan_f32() : l_run;
             }
 #pragma unroll
             for (int c = 0; c < kMaxDims; ++c) {
@@ -143,7 +150,7 @@ __device__ __forceinline__ void paged_attention_impl(const PagedParams& p) {
                 if (slot != nullptr) {
                     slot[d] = o;
                 } else {
-                    out[head_row * dim + d] = from_f32<T>(l_all > 0.0f ? o / l_all : 0.0f);
+                    out[head_row * dim + d] = from_f32<T>(l_all > 0.0f || is_nan_f32(l_all) ? o / l_all : 0.0f);
                 }
             }
             if (slot != nullptr && threadIdx.x == 0) {
@@ -166,18 +173,18 @@ __device__ __forceinline__ void paged_attention_reduce_impl(const PagedParams& p
             float m_all = neg_inf();
             for (int part = 0; part < p.partitions; ++part) m_all = fmaxf(m_all, parts[part * (i64)(dim + 2) + dim]);
             for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+                // Every partition counts, even one with nothing visible: its
+                // sum is 0, or NaN when it saw a NaN / +inf score, and a NaN
+                // must reach the output (NaN · 0 is NaN).
                 float o = 0.0f, l_all = 0.0f;
-                if (m_all != neg_inf()) {
-                    for (int part = 0; part < p.partitions; ++part) {
-                        const float* slot = parts + part * (i64)(dim + 2);
-                        const float m = slot[dim];
-                        if (m == neg_inf()) continue;
-                        const float weight = expf(m - m_all);
-                        l_all += slot[dim + 1] * weight;
-                        o += slot[d] * weight;
-                    }
+                for (int part = 0; part < p.partitions; ++part) {
+                    const float* slot = parts + part * (i64)(dim + 2);
+                    const float m = slot[dim];
+                    const float weight = m == neg_inf() ? 0.0f : expf(m - m_all);
+                    l_all += slot[dim + 1] * weight;
+                    o += slot[d] * weight;
                 }
-                out[head_row * dim + d] = from_f32<T>(l_all > 0.0f ? o / l_all : 0.0f);
+                out[head_row * dim + d] = from_f32<T>(l_all > 0.0f || is_nan_f32(l_all) ? o / l_all : 0.0f);
             }
         }
     }

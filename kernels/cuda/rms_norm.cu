@@ -9,6 +9,10 @@
 // passes use 16-byte loads and stores; otherwise scalar ones. Every thread
 // visits the same indices in both passes.
 //
+// Range: a row whose f32 sum of squares overflows or underflows is redone
+// scaled by a power of two (rms_row_scale in common.cuh), so every finite x
+// normalizes as the reference does.
+//
 // Rounding: the mean of squares accumulates in f32; 1/sqrt uses IEEE sqrtf
 // and division (not rsqrtf); (w + offset) is formed in f32; y is rounded
 // once to the storage type.
@@ -44,7 +48,7 @@ __device__ __forceinline__ void rms_norm_impl(const T* __restrict__ x, const T* 
             }
         }
         sum_sq = block_sum(sum_sq, scratch);
-        const float inv_rms = 1.0f / sqrtf(sum_sq / (float)hidden + eps);
+        const RmsRowScale scale = rms_row_scale(xr, hidden, sum_sq, eps);
         if (vec) {
             for (int p = threadIdx.x; p < packs; p += blockDim.x) {
                 const Pack16 v = load_pack(xr + (i64)p * N);
@@ -52,14 +56,14 @@ __device__ __forceinline__ void rms_norm_impl(const T* __restrict__ x, const T* 
                 Pack16 y = {};
 #pragma unroll
                 for (int j = 0; j < N; ++j) {
-                    const float f = to_f32(Pack<T>::get(v, j)) * inv_rms * (to_f32(Pack<T>::get(wv, j)) + weight_offset);
+                    const float f = ldexpf(to_f32(Pack<T>::get(v, j)), scale.shift) * scale.inv * (to_f32(Pack<T>::get(wv, j)) + weight_offset);
                     Pack<T>::set(y, j, from_f32<T>(f));
                 }
                 store_pack(yr + (i64)p * N, y);
             }
         } else {
             for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-                yr[i] = from_f32<T>(to_f32(xr[i]) * inv_rms * (to_f32(w[i]) + weight_offset));
+                yr[i] = from_f32<T>(ldexpf(to_f32(xr[i]), scale.shift) * scale.inv * (to_f32(w[i]) + weight_offset));
             }
         }
     }

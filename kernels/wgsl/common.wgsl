@@ -20,10 +20,8 @@ const DT_F32: u32 = 0u;
 const DT_F16: u32 = 1u;
 const DT_BF16: u32 = 2u;
 
-// Largest finite f32 magnitude used as "minus infinity" for running maxima
-// (a literal infinity cannot be written in WGSL).
-const NEG_BIG: f32 = -3.0e38;
-// Bits of f32 -inf (written to lse for rows with no visible key).
+// Bits of f32 -inf (a literal infinity cannot be written in WGSL): the
+// initial running max, and the lse of rows with no visible key.
 const NEG_INF_BITS: u32 = 0xff800000u;
 
 // Word holding element i of a buffer of dtype dt (an activation dtype).
@@ -142,9 +140,67 @@ fn round_dt(v: f32) -> f32 {
 }
 
 // tanh without overflow for large |x| (some drivers compute tanh as
-// sinh/cosh, which is inf/inf = NaN past |x| ~ 89). Absolute error ~1e-7.
+// sinh/cosh, which is inf/inf = NaN past |x| ~ 89), and without the
+// cancellation of (1 − t)/(1 + t) near 0 (it returned 0 for |x| < 3e-8, so a
+// large softcap flattened every score): below 1/8 the odd Taylor polynomial
+// to x⁷ (truncation < 2e-9 relative). Absolute error ~1e-7.
 fn tanh_safe(x: f32) -> f32 {
-    let t = exp(-2.0 * abs(x));
+    let ax = abs(x);
+    if (ax < 0.125) {
+        let x2 = x * x;
+        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+    }
+    let t = exp(-2.0 * ax);
     let r = (1.0 - t) / (1.0 + t);
     return select(r, -r, x < 0.0);
+}
+
+// Non-finite tests on the bits: WGSL lets a compiler assume floats are
+// finite, so `x != x` or comparisons with infinities are not reliable.
+const NAN_BITS: u32 = 0x7fc00000u;
+
+// NaN or +inf: a score that makes a softmax row undefined (NaN).
+fn is_nan_or_pos_inf(x: f32) -> bool {
+    let b = bitcast<u32>(x);
+    return (b & 0x7fffffffu) > 0x7f800000u || b == 0x7f800000u;
+}
+
+fn is_neg_inf(x: f32) -> bool {
+    return bitcast<u32>(x) == NEG_INF_BITS;
+}
+
+// rms_norm's row scale: y = ldexp(x, shift) · inv · (w + offset).
+struct RmsRowScale {
+    shift: i32,
+    inv: f32,
+}
+
+// Whether a row's f32 sum of squares lost the row's scale: it overflowed,
+// or it is so small that its squares may have underflowed while eps is too
+// small to dominate. A NaN sum is neither (the row is NaN).
+fn rms_needs_rescale(sum_sq: f32, eps: f32) -> bool {
+    let b = bitcast<u32>(sum_sq);
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+        return false;
+    }
+    return b == 0x7f800000u || (sum_sq < ldexp(1.0, -100) && eps < ldexp(1.0, -70));
+}
+
+// The scale of a row whose sum lost its scale, from the row's largest |x|
+// (`amax`) and the sum of squares of the row scaled by 2^-exponent(amax),
+// computed by the caller with `rms_rescale_shift` (as LAPACK's nrm2).
+fn rms_rescale_shift(amax: f32) -> i32 {
+    return -frexp(amax).exp;
+}
+
+fn rms_rescaled(plain: RmsRowScale, amax: f32, scaled_sum_sq: f32, hidden: u32, eps: f32) -> RmsRowScale {
+    if (!(amax > 0.0) || is_nan_or_pos_inf(amax)) {
+        return plain; // all zero, or ±inf (its element is NaN)
+    }
+    let k = rms_rescale_shift(amax);
+    let t = ldexp(eps, 2 * k); // eps in the scaled units
+    if (is_nan_or_pos_inf(t)) {
+        return RmsRowScale(0, 1.0 / sqrt(eps)); // mean(x²) is negligible
+    }
+    return RmsRowScale(k, 1.0 / sqrt(scaled_sum_sq / f32(hidden) + t));
 }

@@ -113,8 +113,11 @@ fn main(
     }
 
     let bt_row = p.bt_off + seq * p.max_blocks;
-    var m = NEG_BIG;
+    // Running max (−inf until a finite score arrives), sum, and whether a
+    // NaN or +inf score made the row undefined (it is then written NaN).
+    var m = bitcast<f32>(NEG_INF_BITS);
     var l = 0.0;
+    var bad = false;
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     for (var t0 = lo; t0 < hi; t0 += i32(WG)) {
         let n_t = min(i32(WG), hi - t0);
@@ -135,15 +138,30 @@ fn main(
             s_sh[lid] = s;
         }
         workgroupBarrier();
+        // Every thread scans the whole tile, so `bad` and `m_new` are
+        // uniform. −inf scores weigh 0 (all −inf: a fully masked row).
         var m_new = m;
         for (var t = 0; t < n_t; t++) {
-            m_new = max(m_new, s_sh[t]);
+            let st = s_sh[t];
+            if (is_nan_or_pos_inf(st)) {
+                bad = true;
+            } else if (!is_neg_inf(st)) {
+                m_new = max(m_new, st);
+            }
         }
         if (i32(lid) < n_t) {
-            p_sh[lid] = exp(s_sh[lid] - m_new);
+            let st = s_sh[lid];
+            var e = 0.0;
+            if (!is_nan_or_pos_inf(st) && !is_neg_inf(st)) {
+                e = exp(st - m_new);
+            }
+            p_sh[lid] = e;
         }
         workgroupBarrier();
-        let corr = exp(m - m_new);
+        var corr = 0.0;
+        if (!is_neg_inf(m)) {
+            corr = exp(m - m_new);
+        }
         var p_sum = 0.0;
         for (var t = 0; t < n_t; t++) {
             p_sum += p_sh[t];
@@ -169,7 +187,9 @@ fn main(
         let dd = lid + c * WG;
         if (dd < d) {
             var o = 0.0;
-            if (l > 0.0) {
+            if (bad) {
+                o = bitcast<f32>(NAN_BITS);
+            } else if (l > 0.0) {
                 o = acc[c] / l;
             }
             st_out(out_base + dd, o);

@@ -76,11 +76,29 @@ fn main(
         }
         workgroupBarrier();
     }
-    let inv_rms = 1.0 / sqrt(partial[0] / f32(p.hidden) + p.eps);
+    let sum_sq = partial[0];
+    var scale = RmsRowScale(0, 1.0 / sqrt(sum_sq / f32(p.hidden) + p.eps));
+    if (rms_needs_rescale(sum_sq, p.eps)) {
+        // Rare (the f32 sum overflowed or underflowed): every thread rescans
+        // the whole row itself, so no barrier sits in this branch.
+        var amax = 0.0;
+        for (var c = 0u; c < p.hidden; c++) {
+            amax = max(amax, abs(ld_x(p.x_off + base + c)));
+        }
+        var scaled = 0.0;
+        if (amax > 0.0 && !is_nan_or_pos_inf(amax)) {
+            let k = rms_rescale_shift(amax);
+            for (var c = 0u; c < p.hidden; c++) {
+                let v = ldexp(ld_x(p.x_off + base + c), k);
+                scaled += v * v;
+            }
+        }
+        scale = rms_rescaled(scale, amax, scaled, p.hidden, p.eps);
+    }
     let ob = p.out_off + base;
     if (DT == DT_F32) {
         for (var c = lid; c < p.hidden; c += WG) {
-            st_out(ob + c, y(base, c, inv_rms));
+            st_out(ob + c, y(base, c, scale));
         }
         return;
     }
@@ -89,18 +107,18 @@ fn main(
         let e0 = wi << 1u;
         if (e0 >= ob && e0 + 1u < ob + p.hidden) {
             let c = e0 - ob;
-            let lo = encode16(y(base, c, inv_rms));
-            let hi = encode16(y(base, c + 1u, inv_rms));
+            let lo = encode16(y(base, c, scale));
+            let hi = encode16(y(base, c + 1u, scale));
             atomicStore(&out[wi], lo | (hi << 16u));
         } else {
             // An edge word: one element of this row, the other a neighbour's.
             let e = select(e0, e0 + 1u, e0 < ob);
-            st_out(e, y(base, e - ob, inv_rms));
+            st_out(e, y(base, e - ob, scale));
         }
     }
 }
 
 // Output column c of the row starting at element `base`.
-fn y(base: u32, c: u32, inv_rms: f32) -> f32 {
-    return ld_x(p.x_off + base + c) * inv_rms * (ld_w(p.w_off + c) + p.weight_offset);
+fn y(base: u32, c: u32, scale: RmsRowScale) -> f32 {
+    return ldexp(ld_x(p.x_off + base + c), scale.shift) * scale.inv * (ld_w(p.w_off + c) + p.weight_offset);
 }

@@ -120,7 +120,15 @@ impl Online<'_> {
         }
         let seg = &mut s[lo..hi];
         let m_new = self.m[r].max(kt.row_max(seg));
-        let sum = kt.exp_sub_sum(seg, m_new);
+        // While every score so far is −inf (or NaN, which `max` skips),
+        // subtract 0 instead of −inf: −inf scores then weigh 0 and NaN stays
+        // NaN, as the contract says (e^(−inf − (−inf)) would be NaN).
+        let shift = if m_new == f32::NEG_INFINITY {
+            0.0
+        } else {
+            m_new
+        };
+        let sum = kt.exp_sub_sum(seg, shift);
         s[..lo].fill(0.0);
         s[hi..].fill(0.0);
         if self.m[r] != m_new {
@@ -171,7 +179,8 @@ pub(crate) fn pv_product(
 }
 
 /// Writes normalized output rows (`o / l`, or 0 when `l = 0`) and returns
-/// the lse of row `r` (`m + ln l`, −inf when nothing was visible).
+/// the lse of row `r` (`m + ln l`, −inf when nothing was visible). A NaN
+/// `l` (a NaN or +inf score) gives a NaN row and lse.
 pub(crate) fn finish_row<E: Elem>(
     kt: &Kernels,
     ek: &ElemKernels<E>,
@@ -180,7 +189,7 @@ pub(crate) fn finish_row<E: Elem>(
     l: f32,
     out: &mut [E],
 ) -> f32 {
-    if l > 0.0 {
+    if l > 0.0 || l.is_nan() {
         kt.scale_row(o_row, 1.0 / l);
         ek.narrow(o_row, &[], out);
         m + l.ln()

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::access::lock;
-use crate::cpu::rms_norm::{inv_rms, rows_per_task, streams};
+use crate::cpu::rms_norm::{rows_per_task, streams, write_row};
 use crate::cpu::simd::{Elem, kernels};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -61,7 +61,16 @@ fn typed<E: Elem>(
         .zip(x.par_chunks(h))
         .with_min_len(min_rows)
         .for_each(|((out_row, res_row), x_row)| {
-            let inv = inv_rms(k.add_round_sum_squares(x_row, res_row), h, &p.params);
-            k.scale_mul(res_row, weight, out_row, inv, offset, stream);
+            let sum_squares = k.add_round_sum_squares(x_row, res_row);
+            write_row(
+                k,
+                res_row,
+                weight,
+                out_row,
+                sum_squares,
+                &p.params,
+                offset,
+                stream,
+            );
         });
 }

@@ -119,13 +119,15 @@ fn merge<E: Elem>(kt: &Kernels, ek: &ElemKernels<E>, parts: &[Partial], dd: usiz
             .fold(f32::NEG_INFINITY, f32::max);
         o.fill(0.0);
         let mut l = 0.0f32;
-        if m > f32::NEG_INFINITY {
-            for part in parts {
-                let w = (part.m[h] - m).exp();
-                l += part.l[h] * w;
-                for (acc, &x) in o.iter_mut().zip(&part.o[h * dd..][..dd]) {
-                    *acc += w * x;
-                }
+        // As in `Online::update`: with every score −inf (or NaN) the
+        // partitions were accumulated relative to 0, not −inf; a NaN sum
+        // then reaches `finish_row` and the row is NaN, an all −inf row 0.
+        let shift = if m == f32::NEG_INFINITY { 0.0 } else { m };
+        for part in parts {
+            let w = (part.m[h] - shift).exp();
+            l += part.l[h] * w;
+            for (acc, &x) in o.iter_mut().zip(&part.o[h * dd..][..dd]) {
+                *acc += w * x;
             }
         }
         finish_row(kt, ek, &mut o, m, l, out_row);

@@ -21,6 +21,18 @@
 //! * `out_i = Σ_j softmax(s)_j · v_j` over visible keys. A row with no visible
 //!   key (sk = 0, or masked out) outputs 0 and `lse = −inf`.
 //!
+//! Parameters are used in f32 on every backend (the reference included):
+//! `softmax_scale` must be finite as an f32, `softcap` 0 or a normal f32;
+//! windows may be any value ≥ −1, up to `i64::MAX` (arithmetic saturates).
+//!
+//! Non-finite inputs, the same on every backend: a score beyond the f32
+//! range is ±inf (scores are formed in f32); a NaN or +inf visible score
+//! makes the row's output and lse NaN (IEEE: `e^(s − max)` is NaN), and a
+//! NaN in `q` makes every score of its row NaN; a −inf score weighs 0, and a
+//! row whose visible scores are all −inf is fully masked (0, lse −inf, as
+//! FlashAttention). NaN / inf in `v` propagate through the weighted sum by
+//! IEEE arithmetic (`0 · inf` is NaN).
+//!
 //! Error bound: devices keep scores, the running max and sums in f32 and may
 //! round the probabilities to the activation dtype before the `P·V` product
 //! (as flash kernels do), so f16/bf16 outputs carry a few units of roundoff.
@@ -68,9 +80,19 @@ impl Default for AttentionParams {
 }
 
 impl AttentionParams {
-    /// The scale actually used for head dim `head_dim`.
+    /// The scale actually used for head dim `head_dim`: the given or
+    /// default value rounded to f32, the precision every kernel applies it
+    /// in (the reference uses the same rounded value, so a scale like 1e-46
+    /// means the same thing on every backend).
     pub fn scale(&self, head_dim: usize) -> f64 {
-        self.softmax_scale.unwrap_or(1.0 / (head_dim as f64).sqrt())
+        let scale = self.softmax_scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
+        scale as f32 as f64
+    }
+
+    /// The softcap actually applied (0 = off): the given value rounded to
+    /// f32, as kernels apply it. Validation admits only 0 or a normal f32.
+    pub fn effective_softcap(&self) -> f64 {
+        self.softcap as f32 as f64
     }
 
     /// The window after applying `causal`: (left, right), −1 = unbounded.
@@ -79,15 +101,21 @@ impl AttentionParams {
         (self.window_left, right)
     }
 
-    /// Checks scale, window and softcap for `op`.
+    /// Checks scale, window and softcap for `op`, in the precision the
+    /// kernels use them: the scale must be finite as an f32, the softcap 0
+    /// or a normal positive f32 (a subnormal softcap would round to 0 in
+    /// some kernels and not in others).
     pub(crate) fn check(&self, op: &'static str) -> Result<()> {
         if let Some(scale) = self.softmax_scale
-            && !scale.is_finite()
+            && !(scale as f32).is_finite()
         {
             return Err(Error::invalid(
                 op,
                 "softmax_scale",
-                format!("must be finite, got {scale}"),
+                format!(
+                    "must be finite as an f32 (|scale| <= {:e}), got {scale}",
+                    f32::MAX
+                ),
             ));
         }
         if self.window_left < -1 {
@@ -104,11 +132,18 @@ impl AttentionParams {
                 format!("must be >= -1, got {}", self.window_right),
             ));
         }
-        if !self.softcap.is_finite() || self.softcap < 0.0 {
+        let cap = self.softcap as f32;
+        let cap_ok = self.softcap == 0.0 || (cap.is_finite() && cap >= f32::MIN_POSITIVE);
+        if !self.softcap.is_finite() || self.softcap < 0.0 || !cap_ok {
             return Err(Error::invalid(
                 op,
                 "softcap",
-                format!("must be finite and >= 0, got {}", self.softcap),
+                format!(
+                    "must be 0 (off) or a normal positive f32 ({:e} ..= {:e}), got {}",
+                    f32::MIN_POSITIVE,
+                    f32::MAX,
+                    self.softcap
+                ),
             ));
         }
         Ok(())
@@ -119,11 +154,16 @@ impl AttentionParams {
     pub fn visible_keys(&self, pos: i64, seqlen_k: usize) -> (usize, usize) {
         let (left, right) = self.effective_window();
         let sk = seqlen_k as i64;
-        let lo = if left < 0 { 0 } else { (pos - left).max(0) };
+        // Saturating: any window >= -1 is valid, up to i64::MAX.
+        let lo = if left < 0 {
+            0
+        } else {
+            pos.saturating_sub(left).max(0)
+        };
         let hi = if right < 0 {
             sk
         } else {
-            (pos + right + 1).clamp(0, sk)
+            pos.saturating_add(right).saturating_add(1).clamp(0, sk)
         };
         (lo.min(sk) as usize, hi.max(0) as usize)
     }

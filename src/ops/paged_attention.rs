@@ -13,7 +13,9 @@
 //! Math: the query sits at position `context_len − 1`; scores, scale,
 //! softcap and window are exactly `attention`'s (so `causal` changes
 //! nothing, and `window_left` keeps the last `window_left + 1` tokens). A
-//! sequence with `context_len = 0` outputs 0.
+//! sequence with `context_len = 0` outputs 0. Parameters in f32 and
+//! non-finite scores as `attention` (a NaN or +inf score: the row is NaN;
+//! −inf scores weigh 0; all −inf: 0).
 //!
 //! Counts: `4·Hq·D·Σ visible tokens` FLOPs; bytes = the visible K/V rows, q,
 //! out, and the table entries read.

@@ -12,8 +12,19 @@
 //! Error bound: `u·|y|` from the final rounding plus `~H·2⁻²⁴` relative from
 //! f32 accumulation.
 //!
-//! `eps` must be finite and ≥ 0. With `eps = 0` an all-zero row is 0/0: the
-//! output is NaN by definition, so callers should keep eps > 0.
+//! `eps` must be ≥ 0 and finite as an f32; `weight_offset` finite as an f32.
+//! Both are used at f32 precision on every backend, the reference included.
+//! With `eps = 0` an all-zero row is 0/0: the output is NaN by definition,
+//! so callers should keep eps > 0.
+//!
+//! Range: every finite input is admitted and the error bound holds for all
+//! of them. Kernels sum squares in f32; when that sum overflows (|x| ≳ 1e19)
+//! or underflows with eps too small to dominate (< 2⁻⁷⁰), the row is redone
+//! with its values scaled by a power of two (GPUs) or in f64 (`cpu`), as
+//! LAPACK's `nrm2` avoids the same loss, so x = 1e20 or x = 1e-25 with
+//! eps = 0 normalize to ±1·w like the reference. Non-finite input: a NaN in
+//! a row makes the whole row NaN; ±inf makes its own element NaN (inf · 0)
+//! and the rest of the row 0 (mean(x²) = inf).
 //!
 //! Counts: `4·rows·H` FLOPs (square, add, scale, weight); bytes = x read,
 //! weight read, out written.
@@ -33,6 +44,18 @@ const OP: &str = "rms_norm";
 pub struct RmsNormParams {
     pub eps: f64,
     pub weight_offset: f64,
+}
+
+impl RmsNormParams {
+    /// `eps` as the kernels use it: rounded to f32.
+    pub fn eps_f32(&self) -> f64 {
+        self.eps as f32 as f64
+    }
+
+    /// `weight_offset` as the kernels use it: rounded to f32.
+    pub fn weight_offset_f32(&self) -> f64 {
+        self.weight_offset as f32 as f64
+    }
 }
 
 impl Default for RmsNormParams {
@@ -71,18 +94,20 @@ impl RmsNormProblem<'_> {
 
 /// Checks `eps` and `weight_offset` for `op`.
 pub(crate) fn check_params(op: &'static str, params: &RmsNormParams) -> Result<()> {
-    if !params.eps.is_finite() || params.eps < 0.0 {
+    // Checked in the precision the kernels use: 1e39 is finite in f64 but
+    // inf in f32.
+    if !(params.eps as f32).is_finite() || params.eps < 0.0 {
         return Err(Error::invalid(
             op,
             "eps",
-            format!("must be finite and >= 0, got {}", params.eps),
+            format!("must be >= 0 and finite as an f32, got {}", params.eps),
         ));
     }
-    if !params.weight_offset.is_finite() {
+    if !(params.weight_offset as f32).is_finite() {
         return Err(Error::invalid(
             op,
             "weight_offset",
-            format!("must be finite, got {}", params.weight_offset),
+            format!("must be finite as an f32, got {}", params.weight_offset),
         ));
     }
     Ok(())

@@ -16,6 +16,7 @@
 
 mod attention;
 mod awq_matmul;
+mod edge_values;
 mod fused_add_rms_norm;
 mod gptq_matmul;
 mod harness;
@@ -96,6 +97,30 @@ macro_rules! backend_tests {
             #[test]
             fn malformed_huge_views() {
                 run_on($name, malformed::huge_views)
+            }
+            #[test]
+            fn edge_attention_non_finite() {
+                run_on($name, edge_values::attention_non_finite)
+            }
+            #[test]
+            fn edge_attention_huge_windows() {
+                run_on($name, edge_values::attention_huge_windows)
+            }
+            #[test]
+            fn edge_attention_f32_parameters() {
+                run_on($name, edge_values::attention_f32_parameters)
+            }
+            #[test]
+            fn edge_paged_attention_non_finite() {
+                run_on($name, edge_values::paged_attention_non_finite)
+            }
+            #[test]
+            fn edge_rms_norm_extreme_scales() {
+                run_on($name, edge_values::rms_norm_extreme_scales)
+            }
+            #[test]
+            fn edge_zero_size() {
+                run_on($name, edge_values::zero_size)
             }
             #[test]
             fn threads_concurrent() {

@@ -8,7 +8,13 @@ use crate::ops::{AttentionParams, AttentionProblem};
 use crate::tensor::HostTensor;
 
 /// One query row against its visible keys: returns (output row, lse).
-/// With no visible key the output is 0 and lse is −inf.
+///
+/// Non-finite scores follow the contract in `ops/attention.rs`: a score
+/// beyond the f32 range is ±inf (kernels form scores in f32); −inf scores
+/// get weight 0, and a row whose visible scores are all −inf is treated as
+/// fully masked (output 0, lse −inf, as FlashAttention does); a NaN or +inf
+/// score makes the row NaN through IEEE arithmetic (`e^(s − max)` with
+/// `s = max = +inf` is NaN).
 pub fn attend(
     query: &[f64],
     keys: &[&[f64]],
@@ -17,18 +23,11 @@ pub fn attend(
     softcap: f64,
 ) -> (Vec<f64>, f64) {
     let head_dim = query.len();
-    if keys.is_empty() {
-        return (vec![0.0; head_dim], f64::NEG_INFINITY);
-    }
     let scores: Vec<f64> = keys
         .iter()
         .map(|key| {
-            let s = scale
-                * query
-                    .iter()
-                    .zip(key.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>();
+            let dot = f32_range(query.iter().zip(key.iter()).map(|(a, b)| a * b).sum());
+            let s = f32_range(scale * dot);
             if softcap > 0.0 {
                 softcap * (s / softcap).tanh()
             } else {
@@ -37,6 +36,10 @@ pub fn attend(
         })
         .collect();
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let has_nan = scores.iter().any(|s| s.is_nan());
+    if max == f64::NEG_INFINITY && !has_nan {
+        return (vec![0.0; head_dim], f64::NEG_INFINITY);
+    }
     let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
     let sum: f64 = weights.iter().sum();
     let mut out = vec![0.0; head_dim];
@@ -46,6 +49,16 @@ pub fn attend(
         }
     }
     (out, max + sum.ln())
+}
+
+/// `x`, or ±inf when it lies beyond the f32 range: what an f32 kernel gets
+/// for the same value.
+fn f32_range(x: f64) -> f64 {
+    if x.abs() > f32::MAX as f64 {
+        x.signum() * f64::INFINITY
+    } else {
+        x
+    }
 }
 
 /// Shapes of a varlen attention evaluated on host values.
@@ -102,7 +115,7 @@ pub fn eval(
                     &keys,
                     &values,
                     scale,
-                    params.softcap,
+                    params.effective_softcap(),
                 );
                 out[row(token, heads_q, h)].copy_from_slice(&o);
                 lse[h * total_q + token] = l;

@@ -49,7 +49,13 @@ pub fn eval(
             let keys: Vec<&[f64]> = (lo..hi).map(|t| &k_cache[cache_row(t)]).collect();
             let values: Vec<&[f64]> = (lo..hi).map(|t| &v_cache[cache_row(t)]).collect();
             let q_row = (b * heads_q + h) * head_dim..(b * heads_q + h + 1) * head_dim;
-            let (o, _lse) = attend(&q[q_row.clone()], &keys, &values, scale, params.softcap);
+            let (o, _lse) = attend(
+                &q[q_row.clone()],
+                &keys,
+                &values,
+                scale,
+                params.effective_softcap(),
+            );
             out[q_row].copy_from_slice(&o);
         }
     }

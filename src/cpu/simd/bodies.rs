@@ -573,8 +573,11 @@ pub(crate) unsafe fn scale_softcap<S: Simd>(s: S, x: *mut f32, n: usize, scale: 
         return unsafe { scale_row(s, x, n, scale) };
     }
     let lanes = S::LANES;
-    let (pre, capv) = (s.splat(scale / cap), s.splat(cap));
-    let apply = |v: S::V| s.mul(capv, s.tanh(s.mul(v, pre)));
+    // Two multiplies, not one by `scale / cap`: that quotient can overflow
+    // to inf and turn a zero score into NaN (0·inf). A normal cap (checked
+    // by validation) keeps `1 / cap` finite.
+    let (scalev, inv_cap, capv) = (s.splat(scale), s.splat(1.0 / cap), s.splat(cap));
+    let apply = |v: S::V| s.mul(capv, s.tanh(s.mul(s.mul(v, scalev), inv_cap)));
     let mut i = 0;
     while i + lanes <= n {
         // SAFETY: i + LANES ≤ n.

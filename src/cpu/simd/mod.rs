@@ -118,12 +118,16 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// Rounds to nearest even. # Safety: `p` valid for writing `LANES` u16.
     unsafe fn store_bf16(self, p: *mut u16, v: Self::V);
 
-    /// `e^x` with a few ulp of error; exactly 0 below −87.3 (and for −inf).
+    /// `e^x` with a few ulp of error; exactly 0 below −87.3 (and for −inf);
+    /// NaN for NaN.
     #[inline(always)]
     fn exp(self, x: Self::V) -> Self::V {
         // Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-7
-        // polynomial, 2^n assembled in the exponent bits.
-        let xc = self.min(self.max(x, self.splat(-87.3)), self.splat(88.3));
+        // polynomial, 2^n assembled in the exponent bits. `max`/`min`
+        // return their second operand when either is NaN (x86 semantics,
+        // mirrored by the portable level), so x goes second: a NaN survives
+        // the clamp and poisons the polynomial instead of becoming e^−87.3.
+        let xc = self.min(self.splat(88.3), self.max(self.splat(-87.3), x));
         let n = self.round(self.mul(xc, self.splat(std::f32::consts::LOG2_E)));
         let r = self.fma(n, self.splat(-0.693_359_4), xc);
         let r = self.fma(n, self.splat(2.121_944_4e-4), r);
@@ -138,14 +142,25 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
         self.select_lt(x, self.splat(-87.3), self.splat(0.0), e)
     }
 
-    /// `tanh(x)` as `(1 − e^{−2|x|}) / (1 + e^{−2|x|})` with the sign of x.
+    /// `tanh(x)`: `(1 − e^{−2|x|}) / (1 + e^{−2|x|})` with the sign of x for
+    /// |x| ≥ 1/8, and the odd Taylor polynomial to x⁷ below (the quotient
+    /// cancels catastrophically near 0: it gave 0 for |x| < 3e-8, which made
+    /// a large softcap flatten every score). NaN for NaN.
     #[inline(always)]
     fn tanh(self, x: Self::V) -> Self::V {
         let ax = self.max(x, self.sub(self.splat(0.0), x));
         let t = self.exp(self.mul(ax, self.splat(-2.0)));
         let one = self.splat(1.0);
         let r = self.div(self.sub(one, t), self.add(one, t));
-        self.select_lt(x, self.splat(0.0), self.sub(self.splat(0.0), r), r)
+        let far = self.select_lt(x, self.splat(0.0), self.sub(self.splat(0.0), r), r);
+        // x·(1 − x²/3 + 2x⁴/15 − 17x⁶/315): truncation < 2e-9 relative at 1/8.
+        let x2 = self.mul(x, x);
+        let mut p = self.splat(-17.0 / 315.0);
+        p = self.fma(p, x2, self.splat(2.0 / 15.0));
+        p = self.fma(p, x2, self.splat(-1.0 / 3.0));
+        p = self.fma(p, x2, one);
+        let near = self.mul(x, p);
+        self.select_lt(ax, self.splat(0.125), near, far)
     }
 
     // Integer lanes, for the quantized matmuls (`quant.rs`): `LANES` u32

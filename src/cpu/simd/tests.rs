@@ -322,6 +322,40 @@ fn softmax_kernels_match_scalar() {
                 kt.level
             );
         }
+        // Relative accuracy across scales: caps from 1e-30 to 2^31 (the
+        // quotient form of tanh cancelled to 0 for tiny arguments).
+        for cap in [1e-30f32, 1e-3, 1.0, 1e6, 2f32.powi(31), 1e30] {
+            let mut y = xs.clone();
+            kt.scale_softcap(&mut y, 0.5, cap);
+            for (x, got) in xs.iter().zip(&y) {
+                let want = cap as f64 * (0.5 * *x as f64 / cap as f64).tanh();
+                assert!(
+                    (*got as f64 - want).abs() <= 1e-6 * want.abs() + 1e-45,
+                    "{:?} softcap {cap} ({x}) = {got}, want {want}",
+                    kt.level
+                );
+            }
+        }
+        // NaN stays NaN through exp and softcap (before, the clamp in exp
+        // turned it into e^-87.3), in the body and in the tail.
+        let mut e = vec![0.5f32; 37];
+        e[3] = f32::NAN;
+        e[36] = f32::NAN;
+        kt.exp_sub_sum(&mut e, 0.0);
+        assert!(
+            e[3].is_nan() && e[36].is_nan(),
+            "{:?} exp(NaN): {e:?}",
+            kt.level
+        );
+        let mut y = vec![0.5f32; 37];
+        y[5] = f32::NAN;
+        y[35] = f32::NAN;
+        kt.scale_softcap(&mut y, 1.0, 5.0);
+        assert!(
+            y[5].is_nan() && y[35].is_nan(),
+            "{:?} softcap(NaN): {y:?}",
+            kt.level
+        );
         let mut y = xs.clone();
         kt.scale_row(&mut y, 3.0);
         for (x, got) in xs.iter().zip(&y) {
