@@ -129,8 +129,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = args.threads {
-        if threads == 0 {
-            return Err(Error::invalid("bench", "threads", "must be >= 1"));
+        let limit = max_bench_threads();
+        if threads == 0 || threads > limit {
+            return Err(Error::invalid(
+                "bench",
+                "threads",
+                format!(
+                    "must be 1..={limit} (4x this machine's hardware threads: more only \
+                     measures contention, and the roofline runs one loop per thread), got {threads}"
+                ),
+            ));
         }
         pool = pool.num_threads(threads);
     }
@@ -142,6 +150,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     // Host backends run on this pool; so do the roofline measurements.
     pool.install(|| run_on_pool(args, suite, &backends, &selected))
+}
+
+/// The most `--threads` a bench accepts: 4x the hardware threads.
+fn max_bench_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn run_on_pool(
@@ -370,6 +383,17 @@ mod tests {
         assert_eq!(args.backend, vec!["all".to_string()]);
         assert!(args.quick);
         assert!(Cli::try_parse_from(["bench", "--op", "conv2d"]).is_err());
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_refused_before_any_work() {
+        for threads in ["0", "1000000"] {
+            let args = parse(&["--quick", "--backend", "reference", "--threads", threads]);
+            let start = std::time::Instant::now();
+            let error = run(&args).unwrap_err().to_string();
+            assert!(error.contains("threads"), "{error}");
+            assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+        }
     }
 
     #[test]

@@ -79,6 +79,11 @@ pub(crate) fn lock<'a>(
 }
 
 fn view<'s, E: Pod>(op: &'static str, bytes: &'s [u8], t: &Tensor) -> Result<&'s [E]> {
+    if t.byte_len() == 0 {
+        // An empty view has no elements to align: memory wrapped from
+        // outside (an empty numpy array) may sit at any address.
+        return Ok(&[]);
+    }
     let range = t.byte_offset()..t.byte_offset() + t.byte_len();
     bytes
         .get(range)
@@ -149,6 +154,9 @@ impl<'g> Outputs<'g> {
             .find(|(id, _)| *id == t.buffer().id())
             .and_then(|(_, b)| b.take())
             .ok_or_else(|| internal(op, t))?;
+        if t.byte_len() == 0 {
+            return Ok(&mut []); // as in `view`: nothing to align
+        }
         let range = t.byte_offset()..t.byte_offset() + t.byte_len();
         bytes
             .get_mut(range)

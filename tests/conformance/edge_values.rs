@@ -377,6 +377,31 @@ pub fn zero_size(backend: &dyn Backend) {
                 .and_then(|out| Ok(vec![b.download_tensor(&out)?.to_f64_vec()])))
         }));
     }
+    // Host memory wrapped from outside with no elements (numpy's empty
+    // arrays): its address need not be aligned for the dtype.
+    if ["cpu", "reference"].contains(&backend.name()) {
+        must(agree(
+            backend,
+            "rms_norm [0, 8], wrapped",
+            &norm_tols,
+            |b| {
+                // SAFETY: a zero-length region: nothing is ever read or written.
+                let empty = unsafe {
+                    radiant::cpu::memory::HostMemory::from_external(
+                        b.name(),
+                        std::ptr::null_mut(),
+                        0,
+                        Box::new(()),
+                    )
+                }
+                .map_err(harness::setup)?;
+                let x = Tensor::from_buffer(empty, dtype, &[0, 8], 0).map_err(harness::setup)?;
+                let w = put(b, dtype, &[8], &[1.0; 8])?;
+                Ok(ops::rms_norm(b, &x, &w, RmsNormParams::default())
+                    .and_then(|out| Ok(vec![b.download_tensor(&out)?.to_f64_vec()])))
+            },
+        ));
+    }
     if harness::supported(backend, &OpQuery::new(OpKind::Matmul, dtype)) {
         let tols = [tolerance(OpKind::Matmul, dtype)];
         must(agree(backend, "matmul K = 0 with bias", &tols, |b| {
