@@ -148,14 +148,17 @@ __device__ __forceinline__ void attention_impl(const AttentionParams& p) {
                     const float m_new = fmaxf(m_run[r], warp_max(score));
                     if (m_new == neg_inf()) continue;  // nothing visible yet (uniform)
                     const float alpha = expf(m_run[r] - m_new);  // 0 when m_run is -inf
-                    const float prob = score == neg_inf() ? 0.0f : expf(score - m_new);
+                    // −0 marks a masked (or −inf) key: skipped below. An
+                    // underflowed weight of a visible key is +0 and still
+                    // multiplies its value (0 · NaN is NaN, as in the reference).
+                    const float prob = score == neg_inf() ? -0.0f : expf(score - m_new);
                     l_run[r] = l_run[r] * alpha + warp_sum(prob);
                     m_run[r] = m_new;
 #pragma unroll
                     for (int c = 0; c < kMaxDims; ++c) acc[r][c] *= alpha;
                     for (int jj = 0; jj < n_keys; ++jj) {
                         const float pj = __shfl_sync(kFullMask, prob, jj);
-                        if (pj == 0.0f) continue;  // same value on every lane
+                        if (__float_as_uint(pj) == 0x80000000u) continue;  // masked; same on every lane
                         const float* vr = v_s + jj * dim;
 #pragma unroll
                         for (int c = 0; c < kMaxDims; ++c) {

@@ -302,6 +302,11 @@ fn attend_tile<E: Elem>(
         for j0 in (lo..hi).step_by(BK) {
             let j1 = (j0 + BK).min(hi);
             let nk = j1 - j0;
+            // Row r's visible keys within this chunk, as chunk columns.
+            let row_keys = |r: usize| {
+                let (vlo, vhi) = params.visible_keys(pos(tile.t0 + r / g), sk);
+                (vlo.clamp(j0, j1) - j0, vhi.clamp(j0, j1) - j0)
+            };
             // K tile, transposed into NR-key panels: kp[jp][d][jj].
             for (jp, panel) in kp.chunks_exact_mut(dd * nr).enumerate() {
                 for jj in 0..nr {
@@ -336,10 +341,10 @@ fn attend_tile<E: Elem>(
                     });
                 }
             }
+            let mut partly_masked = false;
             for (r, srow) in s.chunks_exact_mut(bkpad).enumerate() {
-                let (vlo, vhi) = params.visible_keys(pos(tile.t0 + r / g), sk);
-                let a = vlo.clamp(j0, j1) - j0;
-                let b = vhi.clamp(j0, j1) - j0;
+                let (a, b) = row_keys(r);
+                partly_masked |= (a, b) != (0, nk);
                 if a < b {
                     kt.scale_softcap(&mut srow[a..b], scale, cap);
                 }
@@ -352,7 +357,24 @@ fn attend_tile<E: Elem>(
                     &mut dst[..dd],
                 );
             }
-            pv_product(kt, rows, nk, s, bkpad, vp, dpad, state.o);
+            let vp_used = &vp[..nk * dpad];
+            if partly_masked && vp_used.iter().any(|x| !x.is_finite()) {
+                // A masked key's probability is 0, but 0·NaN and 0·inf are
+                // NaN: with a non-finite value in the chunk, sum each row
+                // over its visible keys only (rare, so plainly).
+                for r in 0..rows {
+                    let (a, b) = row_keys(r);
+                    let o_row = &mut state.o[r * dpad..][..dd];
+                    for jj in a..b.max(a) {
+                        let pj = s[r * bkpad + jj];
+                        for (o, &x) in o_row.iter_mut().zip(&vp_used[jj * dpad..][..dd]) {
+                            *o += pj * x;
+                        }
+                    }
+                }
+            } else {
+                pv_product(kt, rows, nk, s, bkpad, vp, dpad, state.o);
+            }
         }
         for r in 0..rows {
             let (t, gi) = (r / g, r % g);

@@ -30,8 +30,11 @@
 //! makes the row's output and lse NaN (IEEE: `e^(s − max)` is NaN), and a
 //! NaN in `q` makes every score of its row NaN; a −inf score weighs 0, and a
 //! row whose visible scores are all −inf is fully masked (0, lse −inf, as
-//! FlashAttention). NaN / inf in `v` propagate through the weighted sum by
-//! IEEE arithmetic (`0 · inf` is NaN).
+//! FlashAttention). Masked keys are never read into the result. A NaN in
+//! `v` at a visible key makes that output element NaN, whatever its weight;
+//! an infinite value in `v` gives ±inf, or NaN when its weight underflows
+//! to 0 — where that happens differs between f32 and f64 arithmetic, so
+//! infinite values are outside the contract.
 //!
 //! Error bound: devices keep scores, the running max and sums in f32 and may
 //! round the probabilities to the activation dtype before the `P·V` product

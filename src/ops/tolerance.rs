@@ -51,10 +51,20 @@ pub fn tolerance(op: OpKind, dtype: DType) -> Tolerance {
         // gets a bound that fails everything but an exact match.
         (_, U8 | I32 | F8E4M3) => (0.0, 0.0),
     };
+    // Attention outputs are convex combinations of v, and kernels compute
+    // the weights e^(s − max) in f32, which flushes below e^−87 where the
+    // f64 reference keeps ~1e-40: an output made only of such weights is
+    // ~1e-40·|v| in the reference and 0 on a device. Judge outputs whose
+    // RMS is below 2^-100 by absolute error at that scale; every output of
+    // ordinary size is judged exactly as before.
+    let norm_floor = match op {
+        Attention | PagedAttention => 2f64.powi(-100),
+        _ => 0.0,
+    };
     Tolerance {
         rel_l2,
         max_abs,
-        norm_floor: 0.0,
+        norm_floor,
     }
 }
 

@@ -96,10 +96,21 @@ fn attention_case(
     k: &[f64],
     params: AttentionParams,
 ) -> Check<Result<Vec<Vec<f64>>, Error>> {
+    attention_case_v(backend, dtype, q, k, &vec![1.0; k.len()], params)
+}
+
+fn attention_case_v(
+    backend: &dyn Backend,
+    dtype: DType,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    params: AttentionParams,
+) -> Check<Result<Vec<Vec<f64>>, Error>> {
     let keys = k.len() / 4;
     let q_t = put(backend, dtype, &[q.len() / 4, 1, 4], q)?;
     let k_t = put(backend, dtype, &[keys, 1, 4], k)?;
-    let v_t = put(backend, dtype, &[keys, 1, 4], &vec![1.0; k.len()])?;
+    let v_t = put(backend, dtype, &[keys, 1, 4], v)?;
     let cu_q = put_i32(backend, &[2], &[0, (q.len() / 4) as i32])?;
     let cu_k = put_i32(backend, &[2], &[0, keys as i32])?;
     let out = backend
@@ -180,6 +191,20 @@ pub fn attention_non_finite(backend: &dyn Backend) {
     );
     let capped = AttentionParams { softcap: 5.0, ..p };
     attention_agrees(backend, "NaN in k, softcap", &[1.0; 4], &nan_key, capped);
+    // A NaN value at a key the causal mask hides from the first query must
+    // not reach it (0 · NaN is NaN: cpu multiplied masked probabilities).
+    let causal = AttentionParams { causal: true, ..p };
+    let mut v = [0.5; 8];
+    v[5] = f64::NAN;
+    for dtype in DType::FLOATS {
+        let tols = [tolerance(OpKind::Attention, dtype), lse_tolerance()];
+        must(agree(
+            backend,
+            &format!("masked NaN in v [{dtype}]"),
+            &tols,
+            |b| attention_case_v(b, dtype, &[1.0; 8], &[0.25; 8], &v, causal),
+        ));
+    }
 }
 
 /// Windows up to i64::MAX are unbounded, not wrapped (before: reference and
